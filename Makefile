@@ -1,0 +1,44 @@
+# deepkeys: two entry points on a fresh Debian / Raspberry Pi OS machine.
+#   make demo   install what the device needs, then accompany the bundled melodies
+#   make test   install everything (host tools included), then run the whole suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_OUT ?= demo-out
+
+# The device: audio, synth, SoundFont, and a compiler for pyalsaaudio.
+APT_DEVICE := python3-venv python3-dev gcc libasound2-dev libasound2-plugins \
+              libfluidsynth3 timgm6mb-soundfont
+# The tests add the JACK server (virtual MIDI ports), MMA and an SSH server.
+APT_TEST   := $(APT_DEVICE) jackd2 mma openssh-server openssh-client
+
+.PHONY: demo test deps-device deps-test clean
+
+demo: $(VENV)/.device-installed
+	$(BIN)/deepkeys demo --out $(DEMO_OUT)
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest tests hil
+
+deps-device: $(VENV)/.device-installed
+deps-test: $(VENV)/.test-installed
+
+$(VENV)/.device-installed: pyproject.toml
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_DEVICE)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[device]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_TEST)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(VENV)/.device-installed $@
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

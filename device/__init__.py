@@ -1,0 +1,1 @@
+"""deepkeys on the device."""

@@ -1,0 +1,54 @@
+"""Atomic file writes: a power cut leaves the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Open a binary file for writing that appears at ``path`` only when complete.
+
+    The data goes to a hidden temporary file in the same folder, is fsynced, then
+    renamed over ``path``. If the block raises, the temporary file is removed and
+    ``path`` is untouched.
+
+    >>> with atomic_open("/tmp/deepkeys-doctest.bin") as f:
+    ...     _ = f.write(b"whole")
+    >>> open("/tmp/deepkeys-doctest.bin", "rb").read()
+    b'whole'
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(target.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename itself is only durable once the directory entry is on disk.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

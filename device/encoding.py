@@ -1,0 +1,150 @@
+"""The music encoding every part of deepkeys shares.
+
+Time is counted in 16th-note *steps* on a 4/4 grid (16 steps a bar). A note is a
+plain value object; a monophonic *voice* is two arrays, the pitch at each step
+(``REST`` for silence) and an onset flag, so that repeated notes of the same pitch
+(re-attacks) survive the trip through a model.
+
+>>> pitch, onset = notes_to_voice([Note(60, 0, 4), Note(60, 4, 6)], 8)
+>>> pitch.tolist(), onset.astype(int).tolist()
+([60, 60, 60, 60, 60, 60, -1, -1], [1, 0, 0, 0, 1, 0, 0, 0])
+>>> voice_to_notes(pitch, onset)
+[Note(pitch=60, start=0, end=4, velocity=96), Note(pitch=60, start=4, end=6, velocity=96)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STEPS_PER_BEAT = 4
+BEATS_PER_BAR = 4
+STEPS_PER_BAR = STEPS_PER_BEAT * BEATS_PER_BAR
+REST = -1
+DEFAULT_VELOCITY = 96
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One note on the step grid: ``start`` inclusive, ``end`` exclusive."""
+
+    pitch: int
+    start: int
+    end: int
+    velocity: int = DEFAULT_VELOCITY
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(slots=True)
+class Track:
+    """One part of a composition, with the General MIDI program that plays it."""
+
+    name: str
+    program: int
+    notes: list[Note] = field(default_factory=list)
+    is_drum: bool = False
+    channel: int = 0
+
+
+@dataclass(slots=True)
+class Composition:
+    """A melody and its accompaniment. ``tracks[0]`` is always the melody.
+
+    ``swing`` is the share of each beat taken by its first 8th note: 0.5 is
+    straight, about 0.67 is a triplet swing. Notes stay on the straight grid; the
+    swing is applied only when steps become time (``step_to_beats``).
+    """
+
+    tracks: list[Track]
+    n_steps: int
+    tempo_bpm: float
+    swing: float = 0.5
+
+    @property
+    def seconds(self) -> float:
+        return self.n_steps / STEPS_PER_BEAT * 60.0 / self.tempo_bpm
+
+
+def step_to_beats(step: float, swing: float = 0.5) -> float:
+    """Where a grid step falls, in beats, once swing is applied.
+
+    >>> step_to_beats(2), step_to_beats(2, swing=2 / 3), step_to_beats(4, swing=2 / 3)
+    (0.5, 0.6666666666666666, 1.0)
+    """
+    beat, within = divmod(step, STEPS_PER_BEAT)
+    half = STEPS_PER_BEAT / 2
+    if within <= half:
+        frac = within / half * swing
+    else:
+        frac = swing + (within - half) / half * (1.0 - swing)
+    return beat + frac
+
+
+def notes_to_voice(notes: Iterable[Note], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lay notes onto a monophonic voice; where notes overlap, the highest one wins.
+
+    Returns ``(pitch, onset)``: int16 pitches with ``REST`` for silence, and a bool
+    onset flag that is set where a note begins or where the top pitch changes.
+    """
+    pitch = np.full(n_steps, REST, dtype=np.int16)
+    started = np.zeros(n_steps, dtype=bool)
+    for note in sorted(notes, key=lambda n: (n.start, n.pitch)):
+        lo, hi = max(note.start, 0), min(note.end, n_steps)
+        if lo >= hi:
+            continue
+        span = pitch[lo:hi]
+        higher = note.pitch >= span
+        if higher[0]:
+            started[lo] = True
+        span[higher] = note.pitch
+    onset = started & (pitch != REST)
+    changed = np.zeros(n_steps, dtype=bool)
+    changed[1:] = pitch[1:] != pitch[:-1]
+    changed[0] = pitch[0] != REST
+    onset |= changed & (pitch != REST)
+    return pitch, onset
+
+
+def voice_to_notes(
+    pitch: np.ndarray, onset: np.ndarray, velocity: int = DEFAULT_VELOCITY
+) -> list[Note]:
+    """Turn a monophonic voice back into notes. A note ends at a rest, a pitch change
+    or an onset."""
+    notes: list[Note] = []
+    start, current = 0, REST
+    for t, p in enumerate(pitch.tolist()):
+        if current != REST and (p != current or onset[t]):
+            notes.append(Note(current, start, t, velocity))
+            current = REST
+        if p != REST and current == REST:
+            start, current = t, p
+    if current != REST:
+        notes.append(Note(current, start, len(pitch), velocity))
+    return notes
+
+
+def notes_to_roll(notes: Iterable[Note], n_steps: int, n_pitches: int = 128) -> np.ndarray:
+    """A boolean piano roll of shape (n_steps, n_pitches) where notes sound."""
+    roll = np.zeros((n_steps, n_pitches), dtype=bool)
+    for note in notes:
+        if 0 <= note.pitch < n_pitches:
+            roll[max(note.start, 0) : min(note.end, n_steps), note.pitch] = True
+    return roll
+
+
+def onset_roll(notes: Iterable[Note], n_steps: int, n_pitches: int = 128) -> np.ndarray:
+    """A boolean roll of shape (n_steps, n_pitches) that is set where notes begin."""
+    roll = np.zeros((n_steps, n_pitches), dtype=bool)
+    for note in notes:
+        if 0 <= note.pitch < n_pitches and 0 <= note.start < n_steps:
+            roll[note.start, note.pitch] = True
+    return roll
+
+
+def transpose(notes: Sequence[Note], semitones: int) -> list[Note]:
+    return [Note(n.pitch + semitones, n.start, n.end, n.velocity) for n in notes]
