@@ -79,6 +79,7 @@ class ModelCard:
     bars: int
     pitch_low: int  # lowest MIDI pitch of the window (inclusive)
     pitch_high: int  # highest MIDI pitch of the window (inclusive)
+    melody_center: int  # median melody pitch of the training data
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
     tracks: tuple[TrackSpec, ...]
@@ -113,6 +114,7 @@ class ModelCard:
                 "steps": self.steps,
                 "pitch_low": self.pitch_low,
                 "pitch_high": self.pitch_high,
+                "melody_center": self.melody_center,
                 "inputs": {k: v.to_json() for k, v in self.inputs.items()},
                 "outputs": {k: v.to_json() for k, v in self.outputs.items()},
             },
@@ -181,6 +183,7 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
         bars=int(shapes["bars"]),
         pitch_low=int(shapes["pitch_low"]),
         pitch_high=int(shapes["pitch_high"]),
+        melody_center=int(shapes["melody_center"]),
         inputs=inputs,
         outputs=outputs,
         tracks=tracks,

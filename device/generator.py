@@ -1,0 +1,166 @@
+"""A genre model on LiteRT: a melody in, accompaniment voices out.
+
+The generator loads a model card, refuses a model whose sha256, tensor names,
+shapes or int8 parameters differ from the card, and runs phrase by phrase:
+
+- a melody shorter than the model's phrase is looped to fill it, and the output cut
+  back to the melody's length;
+- a longer one is accompanied phrase after phrase; a last, partial phrase is run on
+  the final full-length window so it still sees a whole phrase of context;
+- a melody far from the register the model learned is moved by whole octaves for
+  the model and its accompaniment moved back, so any key and register works.
+
+Variation comes from the seed: it draws the noise input and the temperature
+sampling of each note (see ``decode``). The same seed gives the same output.
+
+>>> gen = Generator(load_card("models/chorale.json"))         # doctest: +SKIP
+>>> voices = gen.accompany(melody.notes, melody.n_steps, seed=1)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .card import ModelCard, TensorSpec, load_card
+from .decode import decode_voice
+from .encoding import REST, Note, notes_to_voice
+from .errors import UserError
+
+Voice = tuple[np.ndarray, np.ndarray]  # (pitch, onset) over steps
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # a fallback for images that only carry tflite-runtime
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+    return Interpreter
+
+
+class Generator:
+    def __init__(self, card: ModelCard, threads: int = 1) -> None:
+        self.card = card
+        path = card.model_path
+        try:
+            interpreter = _interpreter_class()(model_path=str(path), num_threads=threads)
+            self._runner = interpreter.get_signature_runner()
+        except (ValueError, RuntimeError) as exc:
+            raise UserError(f"{path}: not a loadable LiteRT model ({_line(exc)})") from None
+        self._interpreter = interpreter
+        self._check(self._runner.get_input_details(), card.inputs, "input")
+        self._check(self._runner.get_output_details(), card.outputs, "output")
+
+    @classmethod
+    def from_card(cls, card_path: str | Path, threads: int = 1) -> "Generator":
+        return cls(load_card(card_path), threads)
+
+    def _check(self, details: dict, expected: dict[str, TensorSpec], what: str) -> None:
+        path = self.card.model_path
+        if set(details) != set(expected):
+            raise UserError(f"{path}: {what}s {sorted(details)} do not match its card "
+                            f"({sorted(expected)})")
+        for name, spec in expected.items():
+            d = details[name]
+            scale, zero = d["quantization"]
+            if tuple(d["shape"]) != spec.shape or d["dtype"] != np.int8:
+                raise UserError(f"{path}: {what} {name!r} is {d['dtype'].__name__}"
+                                f"{list(d['shape'])}, its card says int8{list(spec.shape)}")
+            if not np.isclose(scale, spec.scale, rtol=1e-5) or zero != spec.zero_point:
+                raise UserError(f"{path}: {what} {name!r} quantization does not match its card")
+
+    # --- one phrase -------------------------------------------------------------------
+    def infer(self, melody_pitch: np.ndarray, melody_onset: np.ndarray,
+              noise: np.ndarray) -> dict[str, np.ndarray]:
+        """One phrase: melody voice (steps,) -> dequantized outputs, batch removed."""
+        card = self.card
+        roll = np.zeros((card.steps, card.n_pitches, 2), dtype=np.float32)
+        t = np.flatnonzero((melody_pitch >= card.pitch_low) & (melody_pitch <= card.pitch_high))
+        roll[t, melody_pitch[t] - card.pitch_low, 0] = 1.0
+        roll[t, melody_pitch[t] - card.pitch_low, 1] = melody_onset[t]
+        feeds = {"melody": roll[None], "noise": noise.reshape(card.inputs["noise"].shape)}
+        out = self._runner(**{k: _quantize(v, card.inputs[k]) for k, v in feeds.items()})
+        return {k: _dequantize(v, card.outputs[k])[0] for k, v in out.items()}
+
+    # --- a whole melody ---------------------------------------------------------------
+    def accompany(self, melody: Sequence[Note], n_steps: int, seed: int = 0,
+                  temperature: float | None = None) -> dict[str, Voice]:
+        """Voices for every track of the card, each of length ``n_steps``."""
+        card = self.card
+        temperature = card.playback.temperature if temperature is None else temperature
+        rng = np.random.default_rng(seed)
+        pitch, onset = notes_to_voice(melody, n_steps)
+        shift = self._octave_shift(pitch)
+        pitch = np.where(pitch == REST, REST, pitch + shift).astype(np.int16)
+
+        voices = {t.name: (np.full(n_steps, REST, np.int16), np.zeros(n_steps, bool))
+                  for t in card.tracks}
+        for start, take_from in _phrases(n_steps, card.steps):
+            window_pitch, window_onset = _window(pitch, onset, start, card.steps)
+            noise = rng.standard_normal(int(np.prod(card.inputs["noise"].shape)))
+            out = self.infer(window_pitch, window_onset, noise.astype(np.float32))
+            stop = min(start + card.steps, n_steps)
+            for track in card.tracks:
+                p, o = decode_voice(out[track.output], out[track.onset_output], card.pitch_low,
+                                    temperature, rng)
+                dst_p, dst_o = voices[track.name]
+                dst_p[take_from:stop] = p[take_from - start : stop - start]
+                dst_o[take_from:stop] = o[take_from - start : stop - start]
+                # A note cut at the phrase seam starts again there.
+                dst_o[take_from] |= dst_p[take_from] != REST
+        for p, _ in voices.values():
+            sounding = p != REST
+            p[sounding] -= shift
+            p[sounding & ((p < 0) | (p > 127))] = REST
+        for p, o in voices.values():
+            o &= p != REST
+        return voices
+
+    def _octave_shift(self, pitch: np.ndarray) -> int:
+        """Whole octaves that bring the melody's median to the model's learned centre."""
+        sounding = pitch[pitch != REST]
+        if not len(sounding):
+            return 0
+        return int(round((self.card.melody_center - float(np.median(sounding))) / 12.0)) * 12
+
+
+def _phrases(n_steps: int, phrase: int) -> list[tuple[int, int]]:
+    """(window start, first step to keep) for each model call.
+
+    >>> _phrases(32, 64), _phrases(128, 64), _phrases(96, 64)
+    ([(0, 0)], [(0, 0), (64, 64)], [(0, 0), (32, 64)])
+    """
+    if n_steps <= phrase:
+        return [(0, 0)]
+    calls = [(s, s) for s in range(0, n_steps - phrase + 1, phrase)]
+    covered = calls[-1][0] + phrase
+    if covered < n_steps:
+        calls.append((n_steps - phrase, covered))
+    return calls
+
+
+def _window(pitch: np.ndarray, onset: np.ndarray, start: int, steps: int) -> Voice:
+    """``steps`` steps from ``start``; a melody shorter than that is looped."""
+    n = len(pitch)
+    idx = (start + np.arange(steps)) % n if n < steps else start + np.arange(steps)
+    p, o = pitch[idx].copy(), onset[idx].copy()
+    if n < steps:  # the loop's seams start new notes
+        seams = np.arange(n, steps, n)
+        o[seams] |= p[seams] != REST
+    return p, o
+
+
+def _quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    q = np.round(x / spec.scale) + spec.zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def _dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    return (q.astype(np.float32) - spec.zero_point) * spec.scale
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

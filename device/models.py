@@ -1,0 +1,43 @@
+"""Where installed genre models live, and which genres there are.
+
+A genre is installed when ``<genre>.json`` and ``<genre>.tflite`` sit together in
+one of the model folders. Earlier folders win, so a model deployed to the state
+directory overrides the one shipped with the code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import UserError
+
+STATE_MODELS = Path("/var/lib/deepkeys/models")
+SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def model_dirs(extra: str | Path | None = None) -> list[Path]:
+    dirs = [Path(extra)] if extra else []
+    if os.environ.get("DEEPKEYS_MODELS"):
+        dirs += [Path(p) for p in os.environ["DEEPKEYS_MODELS"].split(os.pathsep) if p]
+    return dirs + [STATE_MODELS, SHIPPED_MODELS]
+
+
+def installed_genres(extra: str | Path | None = None) -> dict[str, Path]:
+    """Genre name -> card path, in the order of the search path then by name."""
+    found: dict[str, Path] = {}
+    for folder in model_dirs(extra):
+        if not folder.is_dir():
+            continue
+        for card in sorted(folder.glob("*.json")):
+            if card.with_suffix(".tflite").exists():
+                found.setdefault(card.stem, card)
+    return found
+
+
+def card_path(genre: str, extra: str | Path | None = None) -> Path:
+    genres = installed_genres(extra)
+    if genre not in genres:
+        known = ", ".join(genres) or "none"
+        raise UserError(f"no model for genre {genre!r} (installed: {known})")
+    return genres[genre]

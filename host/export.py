@@ -1,0 +1,165 @@
+"""Export a trained generator to a full-integer int8 LiteRT model plus its card.
+
+The graph is rebuilt with batch size 1 (XNNPACK then covers the whole network),
+the best float weights are loaded into it, and the converter calibrates every
+tensor on real training melodies. The card records the int8 parameters read back
+from the converted model, so the device checks exactly what it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ..device.atomic import atomic_write_bytes
+from ..device.card import ModelCard, Playback, TensorSpec, TrackSpec, load_card, sha256_of
+from ..device.generator import Generator
+from .model import GeneratorConfig, build_generator, melody_tensor
+
+log = logging.getLogger("deepkeys.export")
+
+# How each genre sounds: GM programs, channels, tempo, swing and velocity shaping.
+INSTRUMENTATION = {
+    "chorale": {
+        "description": (
+            "Four-part chorale harmony: alto, tenor and bass voices for the melody you play, "
+            "learned from J. S. Bach's chorales (real music, the music21 corpus)."),
+        "tracks": [("alto", 19, 1, 72), ("tenor", 19, 2, 68), ("bass", 19, 3, 76)],  # church organ
+        "playback": Playback(tempo_bpm=76, swing=0.5, temperature=0.5, melody_program=0,
+                             melody_velocity=100, accent=0.12),
+        "dataset": ("music21 corpus: Bach chorales in 4/4 with exactly four parts, soprano = "
+                    "melody, alto/tenor/bass = accompaniment; 16th grid; 4-bar windows, 1-bar "
+                    "hop; transposition augmentation; split by chorale (host/splits/chorale.json)"),
+    },
+}
+
+
+def load_run(run_dir: Path) -> tuple[dict, GeneratorConfig]:
+    config = json.loads((run_dir / "config.json").read_text())
+    return config, GeneratorConfig.from_json(config["generator"])
+
+
+def float_generator(run_dir: Path, weights: Path | None = None, batch_size: int | None = None):
+    """The trained float Keras generator of a run."""
+    _, cfg = load_run(run_dir)
+    model = build_generator(cfg, batch_size=batch_size)
+    model.load_weights(weights or run_dir / "best.weights.h5")
+    return model
+
+
+def convert_int8(model, cfg: GeneratorConfig, calibration: np.ndarray, seed: int = 0) -> bytes:
+    """Full-integer conversion; ``calibration`` holds melody inputs (N, T, P, 2)."""
+
+    @tf.function(input_signature=[
+        tf.TensorSpec((1, cfg.steps, cfg.n_pitches, 2), tf.float32, name="melody"),
+        tf.TensorSpec((1, cfg.noise_dim), tf.float32, name="noise"),
+    ])
+    def serve(melody, noise):
+        return model({"melody": melody, "noise": noise}, training=False)
+
+    rng = np.random.default_rng(seed)
+
+    def representative():
+        # A dict keyed by input name: a list would be matched to inputs by position.
+        for melody in calibration:
+            yield {"melody": melody[None].astype(np.float32),
+                   "noise": rng.standard_normal((1, cfg.noise_dim)).astype(np.float32)}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serve.get_concrete_function()], model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def tensor_specs(model_bytes: bytes) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
+    """Names, shapes and int8 parameters, read back from the converted model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=model_bytes).get_signature_runner()
+
+    def specs(details: dict) -> dict[str, TensorSpec]:
+        return {name: TensorSpec(name, tuple(int(x) for x in d["shape"]),
+                                 float(d["quantization"][0]), int(d["quantization"][1]))
+                for name, d in sorted(details.items())}
+
+    return specs(runner.get_input_details()), specs(runner.get_output_details())
+
+
+def git_commit() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+        return rev + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def export(run_dir: Path, genre: str, out_dir: Path, calibration_melodies: np.ndarray,
+           melody_center: int, history: list[dict], extra_provenance: dict) -> ModelCard:
+    """Write ``out_dir/<genre>.tflite``, ``.json`` and the float weights; return the card."""
+    config, cfg = load_run(run_dir)
+    spec = INSTRUMENTATION[genre]
+    model = float_generator(run_dir, batch_size=1)
+    model_bytes = convert_int8(model, cfg, calibration_melodies)
+    inputs, outputs = tensor_specs(model_bytes)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tflite = out_dir / f"{genre}.tflite"
+    atomic_write_bytes(tflite, model_bytes)
+    float_weights = out_dir / f"{genre}.float.weights.h5"
+    model.save_weights(float_weights)  # for `bench generate` and the int8-vs-float check
+
+    tracks = tuple(TrackSpec(name=name, program=program, channel=channel, kind="mono",
+                             output=name, onset_output=f"{name}_onset", velocity=velocity)
+                   for name, program, channel, velocity in spec["tracks"])
+    card = ModelCard(
+        genre=genre, bars=cfg.bars, pitch_low=cfg.pitch_low, pitch_high=cfg.pitch_high,
+        melody_center=melody_center, inputs=inputs, outputs=outputs, tracks=tracks,
+        playback=spec["playback"], sha256=sha256_of(tflite), description=spec["description"],
+        provenance={
+            "dataset": spec["dataset"],
+            "train_command": config["command"],
+            "code_commit": git_commit(),
+            "generator": cfg.to_json(),
+            "train_config": config["train"],
+            "epochs_run": len(history),
+            "best_epoch": min(history, key=lambda r: r["val_ce"])["epoch"] if history else None,
+            "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()}
+                        for r in history],
+            "float_weights": float_weights.name,
+            "float_weights_sha256": sha256_of(float_weights),
+            "tflite_bytes": len(model_bytes),
+            **extra_provenance,
+        },
+        path=out_dir / f"{genre}.json",
+    )
+    atomic_write_bytes(card.path, (json.dumps(card.to_json(), indent=1) + "\n").encode())
+    loaded = load_card(card.path)  # the device's own checks, before anyone relies on it
+    Generator(loaded)
+    log.info("exported=%s bytes=%d sha256=%s", tflite, len(model_bytes), card.sha256[:12])
+    return loaded
+
+
+def add_metrics(card_path: Path, metrics: dict) -> None:
+    """Record evaluation figures in a card (the card's sha256 is of the model, unaffected)."""
+    raw = json.loads(card_path.read_text())
+    raw["provenance"]["metrics"] = metrics
+    atomic_write_bytes(card_path, (json.dumps(raw, indent=1) + "\n").encode())
+
+
+def calibration_set(pitch: np.ndarray, onset: np.ndarray, cfg: GeneratorConfig,
+                    n: int = 256, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(pitch), size=min(n, len(pitch)), replace=False)
+    return melody_tensor(pitch[idx, 0], onset[idx, 0], cfg)

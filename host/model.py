@@ -1,0 +1,180 @@
+"""The chorale GAN in one file: a melody-conditioned generator and its critic.
+
+The generator is a 1-D U-Net over time. Each 16th step carries the melody (which
+pitch sounds, where notes begin), the position in the bar and, at the bottleneck,
+the noise. For every accompaniment voice it writes one softmax per step over the
+pitch window plus a rest class, and an onset probability so that repeated notes
+survive. REFERENCE.md explains why: sigmoid piano rolls with BCE threshold to
+silence, one softmax per voice is full, in key and consonant from the first epoch.
+
+The critic sees the same melody and hard (straight-through Gumbel) samples of the
+voices, so it judges notes the device could really play, not soft probabilities.
+
+>>> gen = build_generator(GeneratorConfig(bars=4))        # doctest: +SKIP
+>>> out = gen({"melody": melody, "noise": noise})         # doctest: +SKIP
+>>> out["alto"].shape, out["alto_onset"].shape           # doctest: +SKIP
+((32, 64, 85), (32, 64))
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+STEPS_PER_BAR = 16
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    bars: int = 4
+    pitch_low: int = 24
+    pitch_high: int = 107
+    voices: tuple[str, ...] = ("alto", "tenor", "bass")
+    noise_dim: int = 32
+    widths: tuple[int, ...] = (128, 192, 256, 256)  # one per U-Net level, top to bottom
+    critic_widths: tuple[int, ...] = (96, 128, 192, 256)
+
+    @property
+    def steps(self) -> int:
+        return self.bars * STEPS_PER_BAR
+
+    @property
+    def n_pitches(self) -> int:
+        return self.pitch_high - self.pitch_low + 1
+
+    @property
+    def n_classes(self) -> int:
+        return self.n_pitches + 1  # the last class is the rest
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "GeneratorConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+@keras.saving.register_keras_serializable("deepkeys")
+class PositionFeatures(layers.Layer):
+    """Appends a constant one-hot of the step within the bar and of the bar number."""
+
+    def __init__(self, bars: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.bars = bars
+        steps = bars * STEPS_PER_BAR
+        t = np.arange(steps)
+        table = np.concatenate(
+            [np.eye(STEPS_PER_BAR)[t % STEPS_PER_BAR], np.eye(bars)[t // STEPS_PER_BAR]], axis=1
+        )
+        self.table = tf.constant(table[None], dtype=tf.float32)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        batch = tf.shape(x)[0]
+        return tf.concat([x, tf.tile(self.table, [batch, 1, 1])], axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "bars": self.bars}
+
+
+def _conv(x: tf.Tensor, width: int, kernel: int = 3, strides: int = 1, dilation: int = 1,
+          name: str | None = None) -> tf.Tensor:
+    x = layers.Conv1D(width, kernel, strides=strides, dilation_rate=dilation, padding="same",
+                      name=name)(x)
+    return layers.LeakyReLU(0.2)(x)
+
+
+def build_generator(cfg: GeneratorConfig, batch_size: int | None = None) -> keras.Model:
+    """Melody (T, P, 2) + noise (Z) -> per voice: softmax (T, P+1) and onset (T).
+
+    ``batch_size=1`` builds the export graph (XNNPACK covers more with a fixed batch).
+    """
+    melody = keras.Input((cfg.steps, cfg.n_pitches, 2), batch_size=batch_size, name="melody")
+    noise = keras.Input((cfg.noise_dim,), batch_size=batch_size, name="noise")
+
+    x = layers.Reshape((cfg.steps, cfg.n_pitches * 2))(melody)
+    x = PositionFeatures(cfg.bars)(x)
+
+    skips = []
+    for level, width in enumerate(cfg.widths):
+        if level:
+            x = _conv(x, width, kernel=4, strides=2)  # halve time: 16ths -> 8ths -> beats -> half bars
+        x = _conv(x, width)
+        skips.append(x)
+
+    # The bottleneck sees the noise and, through dilation, the whole phrase.
+    bottom_steps = cfg.steps // 2 ** (len(cfg.widths) - 1)
+    z = layers.Dense(bottom_steps * 16)(noise)
+    z = layers.Reshape((bottom_steps, 16))(z)
+    x = layers.Concatenate()([x, z])
+    for dilation in (1, 2, 4):
+        x = layers.Add()([x[..., : cfg.widths[-1]], _conv(x, cfg.widths[-1], dilation=dilation)])
+
+    for width, skip in zip(reversed(cfg.widths[:-1]), reversed(skips[:-1])):
+        x = layers.UpSampling1D(2)(x)
+        x = _conv(x, width)
+        x = layers.Concatenate()([x, skip])
+        x = _conv(x, width)
+
+    outputs = {}
+    for voice in cfg.voices:
+        logits = layers.Conv1D(cfg.n_classes, 1, name=f"{voice}_logits")(x)
+        outputs[voice] = layers.Softmax(name=voice)(logits)
+        onset = layers.Conv1D(1, 1, activation="sigmoid", name=f"{voice}_onset_prob")(x)
+        outputs[f"{voice}_onset"] = layers.Reshape((cfg.steps,), name=f"{voice}_onset")(onset)
+    return keras.Model({"melody": melody, "noise": noise}, outputs, name="generator")
+
+
+def build_critic(cfg: GeneratorConfig) -> keras.Model:
+    """Melody + voices (one-hot, hard) + onsets -> one unbounded score (hinge loss)."""
+    melody = keras.Input((cfg.steps, cfg.n_pitches, 2), name="melody")
+    voices = keras.Input((cfg.steps, len(cfg.voices), cfg.n_classes), name="voices")
+    onsets = keras.Input((cfg.steps, len(cfg.voices)), name="onsets")
+    x = layers.Concatenate()([
+        layers.Reshape((cfg.steps, cfg.n_pitches * 2))(melody),
+        layers.Reshape((cfg.steps, len(cfg.voices) * cfg.n_classes))(voices),
+        onsets,
+    ])
+    x = PositionFeatures(cfg.bars)(x)
+    for level, width in enumerate(cfg.critic_widths):
+        x = _conv(x, width, kernel=4, strides=2 if level else 1)
+    x = layers.GlobalAveragePooling1D()(x)
+    score = layers.Dense(1)(x)
+    return keras.Model({"melody": melody, "voices": voices, "onsets": onsets}, score,
+                       name="critic")
+
+
+def melody_tensor(pitch: np.ndarray, onset: np.ndarray, cfg: GeneratorConfig) -> np.ndarray:
+    """Melody voices (N, T) -> model input (N, T, P, 2): sounding and onset channels."""
+    n, steps = pitch.shape
+    out = np.zeros((n, steps, cfg.n_pitches, 2), dtype=np.float32)
+    idx = pitch.astype(np.int64) - cfg.pitch_low
+    on = (pitch >= 0) & (idx >= 0) & (idx < cfg.n_pitches)
+    rows, cols = np.nonzero(on)
+    out[rows, cols, idx[rows, cols], 0] = 1.0
+    out[rows, cols, idx[rows, cols], 1] = onset[rows, cols]
+    return out
+
+
+def voice_targets(pitch: np.ndarray, cfg: GeneratorConfig) -> np.ndarray:
+    """Voice pitches (..., T) with REST=-1 -> class indices, the last class = rest."""
+    idx = pitch.astype(np.int32) - cfg.pitch_low
+    return np.where(pitch < 0, cfg.n_pitches, idx).astype(np.int32)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 32
+    lr_generator: float = 5e-4
+    lr_critic: float = 2e-4
+    beta_1: float = 0.5
+    adversarial_weight: float = 0.05
+    onset_weight: float = 1.0
+    gumbel_temperature: float = 1.0
+    patience: int = 8  # epochs without a better validation score before stopping
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
