@@ -25,6 +25,7 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; compositions are meant to be copied off
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
