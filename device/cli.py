@@ -98,8 +98,19 @@ def _host_command(args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"'deepkeys {args.command}' runs on the workstation and needs "
                         f"{', '.join(missing)}: {HOST_EXTRA_HINT}")
+    _quiet_tensorflow()
     commands = importlib.import_module("deepkeys.host.commands")
     return getattr(commands, args.command)(args) or 0
+
+
+def _quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up chatter would bury our key=value lines."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", module="tensorflow")
+    warnings.filterwarnings("ignore", module="keras")
 
 
 # --- device commands ----------------------------------------------------------------
@@ -161,6 +172,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = bench_generate(args.genre, runs=args.runs, threads=args.threads,
                             models=args.models)
     if importlib.util.find_spec("tensorflow") is not None:
+        _quiet_tensorflow()
         commands = importlib.import_module("deepkeys.host.commands")
         commands.bench_float(result, runs=args.runs)
     else:

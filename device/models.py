@@ -1,7 +1,8 @@
 """Where installed genre models live, and which genres there are.
 
-A genre is installed when ``<genre>.json`` and ``<genre>.tflite`` sit together in
-one of the model folders. Earlier folders win, so a model deployed to the state
+A genre is installed when its card ``<genre>.json`` is in one of the model folders;
+the card names its ``<genre>.tflite`` beside it, and loading the card says so in
+one line when that file is missing or does not match. Earlier folders win, so a model deployed to the state
 directory overrides the one shipped with the code.
 """
 
@@ -30,8 +31,7 @@ def installed_genres(extra: str | Path | None = None) -> dict[str, Path]:
         if not folder.is_dir():
             continue
         for card in sorted(folder.glob("*.json")):
-            if card.with_suffix(".tflite").exists():
-                found.setdefault(card.stem, card)
+            found.setdefault(card.stem, card)
     return found
 
 

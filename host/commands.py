@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -27,10 +26,10 @@ def _run_dir(args: argparse.Namespace) -> Path:
 def train(args: argparse.Namespace) -> int:
     from .train import train as run_training
 
-    command = "deepkeys " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("deepkeys") else \
-        f"deepkeys train --genre {args.genre} --epochs {args.epochs} --seed {args.seed}"
-    best = run_training(args.genre, _run_dir(args), args.epochs, args.seed, args.resume, command)
     run_dir = _run_dir(args)
+    # The card records this, so anyone can retrain the model exactly.
+    command = f"deepkeys train --genre {args.genre} --epochs {args.epochs} --seed {args.seed}"
+    best = run_training(args.genre, run_dir, args.epochs, args.seed, args.resume, command)
     print(f"weights={best}\nlog={run_dir / 'log.jsonl'}\nplot={run_dir / 'training.png'}")
     return 0
 
@@ -42,7 +41,7 @@ def _test_windows(genre: str, bars: int) -> tuple[np.ndarray, np.ndarray, list[s
         raise UserError(f"no held-out data recipe for genre {genre!r} yet")
     by_name = {c.name: c for c in chorales.load_chorales()}
     names = [n for n in chorales.load_split()["test"] if n in by_name]
-    return chorales.windows([by_name[n] for n in names], bars=bars, hop_bars=bars)
+    return chorales.windows([by_name[n] for n in names], bars=bars, hop_bars=1)
 
 
 def export(args: argparse.Namespace) -> int:

@@ -55,13 +55,6 @@ def float_generator(run_dir: Path, weights: Path | None = None, batch_size: int 
 def convert_int8(model, cfg: GeneratorConfig, calibration: np.ndarray, seed: int = 0) -> bytes:
     """Full-integer conversion; ``calibration`` holds melody inputs (N, T, P, 2)."""
 
-    @tf.function(input_signature=[
-        tf.TensorSpec((1, cfg.steps, cfg.n_pitches, 2), tf.float32, name="melody"),
-        tf.TensorSpec((1, cfg.noise_dim), tf.float32, name="noise"),
-    ])
-    def serve(melody, noise):
-        return model({"melody": melody, "noise": noise}, training=False)
-
     rng = np.random.default_rng(seed)
 
     def representative():
@@ -70,8 +63,8 @@ def convert_int8(model, cfg: GeneratorConfig, calibration: np.ndarray, seed: int
             yield {"melody": melody[None].astype(np.float32),
                    "noise": rng.standard_normal((1, cfg.noise_dim)).astype(np.float32)}
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], model)
+    # The Keras model's own signature keeps the input and output names.
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

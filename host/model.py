@@ -37,6 +37,7 @@ class GeneratorConfig:
     noise_dim: int = 32
     widths: tuple[int, ...] = (128, 192, 256, 256)  # one per U-Net level, top to bottom
     critic_widths: tuple[int, ...] = (96, 128, 192, 256)
+    dropout: float = 0.1  # 2.4k training windows overfit within ~15 epochs without it
 
     @property
     def steps(self) -> int:
@@ -70,11 +71,13 @@ class PositionFeatures(layers.Layer):
         table = np.concatenate(
             [np.eye(STEPS_PER_BAR)[t % STEPS_PER_BAR], np.eye(bars)[t // STEPS_PER_BAR]], axis=1
         )
-        self.table = tf.constant(table[None], dtype=tf.float32)
+        # Kept as numpy: a tensor made here would be captured as a graph input,
+        # which the int8 converter cannot freeze.
+        self.table = table[None].astype(np.float32)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         batch = tf.shape(x)[0]
-        return tf.concat([x, tf.tile(self.table, [batch, 1, 1])], axis=-1)
+        return tf.concat([x, tf.tile(tf.constant(self.table), [batch, 1, 1])], axis=-1)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "bars": self.bars}
@@ -102,7 +105,7 @@ def build_generator(cfg: GeneratorConfig, batch_size: int | None = None) -> kera
     for level, width in enumerate(cfg.widths):
         if level:
             x = _conv(x, width, kernel=4, strides=2)  # halve time: 16ths -> 8ths -> beats -> half bars
-        x = _conv(x, width)
+        x = layers.Dropout(cfg.dropout)(_conv(x, width))
         skips.append(x)
 
     # The bottleneck sees the noise and, through dilation, the whole phrase.
@@ -117,7 +120,7 @@ def build_generator(cfg: GeneratorConfig, batch_size: int | None = None) -> kera
         x = layers.UpSampling1D(2)(x)
         x = _conv(x, width)
         x = layers.Concatenate()([x, skip])
-        x = _conv(x, width)
+        x = layers.Dropout(cfg.dropout)(_conv(x, width))
 
     outputs = {}
     for voice in cfg.voices:
