@@ -86,6 +86,12 @@ class Trainer:
                                         best=self.best, stale=self.stale)
         self.manager = tf.train.CheckpointManager(self.ckpt, run_dir / "ckpt", max_to_keep=2)
 
+    def write_config(self, genre: str, command: str) -> None:
+        """What export needs to rebuild the generator, and the command that made it."""
+        (self.run_dir / "config.json").write_text(json.dumps(
+            {"genre": genre, "generator": self.cfg.to_json(), "train": asdict(self.tcfg),
+             "command": command}, indent=2))
+
     # --- one step -----------------------------------------------------------------
     def _stack(self, out: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         probs = tf.stack([out[v] for v in self.cfg.voices], axis=2)  # (B, T, V, C)
@@ -246,9 +252,7 @@ def train(genre: str, run_dir: Path, epochs: int, seed: int, resume: bool, comma
     if resume and trainer.manager.latest_checkpoint:
         trainer.ckpt.restore(trainer.manager.latest_checkpoint)
         log.info("resume=%s epoch=%d", trainer.manager.latest_checkpoint, int(trainer.epoch.numpy()))
-    (run_dir / "config.json").write_text(json.dumps(
-        {"genre": genre, "generator": cfg.to_json(), "train": asdict(tcfg), "command": command},
-        indent=2))
+    trainer.write_config(genre, command)
     data = load_chorale_data(cfg)
     log.info("data train=%d validation=%d test=%d", len(data["train"]), len(data["validation"]),
              len(data["test"]))

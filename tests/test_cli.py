@@ -1,0 +1,60 @@
+"""The command line: host commands without the host extra, listing genres, and the
+examples in the device modules' docstrings."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, run_cli
+
+DEVICE_MODULES = ["atomic", "card", "compose", "decode", "encoding", "generator", "metrics",
+                  "midifile", "pianoroll", "render"]
+
+
+def test_host_command_without_host_extra_says_what_to_install():
+    # Hide TensorFlow as a device install would lack it.
+    code = ("import importlib.util as u, sys\n"
+            "real = u.find_spec\n"
+            "u.find_spec = lambda name, *a: None if name == 'tensorflow' else real(name, *a)\n"
+            "from deepkeys.device.cli import main\n"
+            "sys.exit(main(['train', '--genre', 'chorale']))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "deepkeys: 'deepkeys train' runs on the workstation and needs tensorflow: "
+        "pip install 'deepkeys[host]'")
+
+
+def test_genres_lists_the_shipped_chorale_model(chorale_card):
+    result = run_cli("genres")
+    assert result.returncode == 0
+    genre, path, tracks = result.stdout.splitlines()[0].split("\t")
+    assert (genre, tracks) == ("chorale", "alto, tenor, bass")
+
+
+def test_unknown_subcommand_is_a_usage_error():
+    result = run_cli("fly")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize("name", DEVICE_MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(f"deepkeys.device.{name}")
+    failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert failures == 0
+
+
+def test_demo_accompanies_every_bundled_melody(tmp_path, chorale_card):
+    result = run_cli("demo", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    melodies = sorted(p.stem for p in (REPO / "device" / "melodies").glob("*.mid"))
+    for stem in melodies:
+        for ext in ("mid", "wav", "png"):
+            assert (tmp_path / f"{stem}-chorale.{ext}").stat().st_size > 0
+    assert result.stdout.strip().splitlines()[-1].startswith(f"deepkeys demo: {len(melodies)} ")
