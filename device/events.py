@@ -77,3 +77,33 @@ class GenerationDone:
 class Action:
     name: str
     args: dict[str, Any] = field(default_factory=dict)
+
+
+# Every action name, with the args it carries. The daemon carries them out in order.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "set_led": ("led", "state"),  # led "rec" | "busy" | "play"; state "on" | "off" | "blink"
+    "show_genre": ("genre", "index"),  # light genre LED `index` alone; None (genre "") = none
+    "set_tempo": ("bpm",),  # live: a playing loop follows at once
+    # RECORD: from t0, click `count_in_bars` bars (beat 1 accented), then go on clicking
+    # through the recording if `through_recording`; until stop_metronome.
+    "start_metronome": ("bpm", "t0", "count_in_bars", "through_recording"),
+    "stop_metronome": (),
+    "save_take": ("take",),  # a recorder.Take
+    "start_generation": ("genre", "seed", "take", "bpm"),  # worker; answers GenerationDone
+    "start_playback": ("composition", "bpm"),  # loop it from the top
+    "queue_switch": ("composition",),  # loop this instead, from the next loop boundary
+    "stop_playback": (),  # stop the loop, all notes off, forget a queued switch
+    "save_composition": ("composition", "genre", "seed"),  # .mid + .json, then publish
+    "log": ("message",),  # one key=value line
+}
+
+
+def action(name: str, **args: Any) -> Action:
+    """An :class:`Action`, checked against :data:`ACTIONS`.
+
+    >>> action("set_tempo", bpm=101)
+    Action(name='set_tempo', args={'bpm': 101})
+    """
+    if name not in ACTIONS or set(args) != set(ACTIONS[name]):
+        raise ValueError(f"action {name}({', '.join(args)}) is not in the vocabulary")
+    return Action(name, args)
