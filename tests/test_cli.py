@@ -12,8 +12,8 @@ import pytest
 
 from conftest import REPO, run_cli
 
-DEVICE_MODULES = ["atomic", "card", "compose", "decode", "encoding", "generator", "metrics",
-                  "midifile", "pianoroll", "render"]
+DEVICE_MODULES = ["atomic", "card", "compose", "config", "decode", "encoding", "events",
+                  "generator", "metrics", "midifile", "pianoroll", "recorder", "render", "state"]
 
 
 def test_host_command_without_host_extra_says_what_to_install():
