@@ -71,3 +71,176 @@ def bench_generate(genre: str, runs: int = 200, threads: int = 1,
     print(f"| int8 LiteRT, full generation of a {bars}-bar melody (phrases + decoding) "
           f"| {med:.2f} | {p95:.2f} |")
     return result
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def _p99_ms(samples_s: list[float]) -> tuple[float, float]:
+    """Median and p99 in milliseconds."""
+    ms = np.asarray(samples_s) * 1e3
+    return float(np.median(ms)), float(np.percentile(ms, 99))
+
+
+def _bench_piece():
+    """Two bars of drums, bass, comping and pad: the load a playing loop puts on the synth."""
+    from .encoding import Composition, Note, Track
+
+    drums = [Note(42, s, s + 1, 80) for s in range(0, 32, 2)]
+    drums += [Note(36, s, s + 1, 110) for s in (0, 8, 16, 24)]
+    drums += [Note(38, s, s + 1, 100) for s in (4, 12, 20, 28)]
+    bass = [Note(36 + (0, 7, 5, 7)[s // 8], s, s + 3, 100) for s in range(0, 32, 4)]
+    chords = [Note(p, s, s + 6, 80) for s in (0, 8, 16, 24) for p in (60, 64, 67)]
+    pad = [Note(p, 0, 32, 60) for p in (48, 55, 64)]
+    return Composition(
+        [Track("drums", 0, drums, is_drum=True), Track("bass", 33, bass, channel=1),
+         Track("chords", 4, chords, channel=2), Track("pad", 48, pad, channel=3)],
+        32, 120.0)
+
+
+@dataclass
+class LatencyBench:
+    device: str
+    period: int
+    buffer: int
+    latency_s: list[float] = field(default_factory=list)  # note handed over -> block rendered
+    wait_s: list[float] = field(default_factory=list)  # note handed over -> its block began
+    render_s: list[float] = field(default_factory=list)
+    underruns: int = 0
+    realtime: bool = False
+
+
+def bench_latency(notes: int = 500, period: int = 128, device: str = "null",
+                  periods: int = 2, python_load: bool = False) -> LatencyBench:
+    """Key to audio: from a note-on handed to the engine (as the MIDI callback does)
+    to the first rendered block that contains it, with an accompaniment looping.
+
+    ``null`` never blocks, so it is paced here like a sound card with the same
+    buffer; any other ALSA device paces itself. ``python_load`` keeps another
+    thread busy in pure Python meanwhile (as decoding a generation does), which
+    is what makes the audio thread wait for the GIL.
+    """
+    import random
+    import threading
+
+    from .audio import AudioOutput, BlockInfo
+    from .sequencer import Sequencer
+    from .synth import NOTE_ON, Synth
+
+    synth = Synth()
+    seq = Sequencer(synth.rate, 120.0)
+    seq.play(_bench_piece())
+    lat: list[float] = []
+    wait: list[float] = []
+    render: list[float] = []
+
+    def on_block(info: BlockInfo) -> None:
+        # Runs on the audio thread: appends only.
+        render.append(info.t_rendered - info.t_start)
+        for status, _ch, _note, velocity, t_queued in info.live:
+            if status == NOTE_ON and velocity > 0:
+                lat.append(info.t_rendered - t_queued)
+                wait.append(info.t_start - t_queued)
+
+    done = threading.Event()
+
+    def busy() -> None:
+        x = 0
+        while not done.is_set():
+            for i in range(10_000):
+                x += i * i
+
+    rng = random.Random(0)
+    out = AudioOutput(synth, seq, device=device, periodsize=period, periods=periods,
+                      pace=device == "null", on_block=on_block)
+    loader = threading.Thread(target=busy, daemon=True)
+    with out:
+        out.wait_periods(200)  # past start-up
+        render.clear()
+        if python_load:
+            loader.start()
+        for i in range(notes):
+            note = 48 + (i * 7) % 36
+            synth.noteon(note, 100)  # stamped now: the moment the MIDI side hands it over
+            # Random gaps, so notes arrive at every phase of a period.
+            time.sleep(rng.uniform(0.003, 0.009))
+            synth.noteoff(note)
+            time.sleep(rng.uniform(0.003, 0.009))
+        out.wait_periods(out.periods_written + 10)
+        done.set()
+    synth.close()
+    stats = out.stats()
+    result = LatencyBench(device, stats.period, stats.buffer, lat, wait, render,
+                          stats.underruns, stats.realtime)
+
+    rate = synth.rate
+    paced = " (paced as a sound card)" if device == "null" else ""
+    print(f"bench latency: device={device}{paced} rate={rate} period={stats.period} "
+          f"periods={stats.buffer // stats.period} notes={len(lat)} "
+          f"realtime={'fifo' if stats.realtime else 'off'} underruns={stats.underruns} "
+          f"python_load={'on' if python_load else 'off'}")
+    print("| what | median ms | p99 ms |\n|---|---|---|")
+    med, p99 = _p99_ms(lat)
+    print(f"| key to audio: note handed over -> first rendered block with it "
+          f"({stats.period} frames) | {med:.2f} | {p99:.2f} |")
+    med, p99 = _p99_ms(wait)
+    print(f"| of which waiting for the next block to begin | {med:.2f} | {p99:.2f} |")
+    med, p99 = _p99_ms(render)
+    print(f"| render one block (synth + 4-track loop) | {med:.3f} | {p99:.3f} |")
+    print(f"target: p99 <= one period + 1 ms = {stats.period / rate * 1e3 + 1:.2f} ms; "
+          f"the device buffer then adds {stats.buffer / rate * 1e3:.2f} ms before the DAC")
+    return result
+
+
+@dataclass
+class SynthBench:
+    voices: int  # active voices while rendering
+    seconds: float
+    x_realtime: float
+    block_s: list[float] = field(default_factory=list)
+
+
+def bench_synth(voices: int = 32, seconds: float = 10.0, period: int = 128) -> SynthBench:
+    """How many times faster than real time the synth renders ``voices``
+    simultaneous voices (with reverb), in ``period``-frame blocks on one core."""
+    import os
+
+    from .synth import Synth
+
+    synth = Synth(polyphony=max(64, 2 * voices))
+    sustained = (19, 48, 52, 16)  # organ, strings, choir, organ: they hold while keys are down
+    for channel, program in enumerate(sustained, start=1):
+        synth.program_change(program, channel)
+    i = 0
+    while synth.active_voices() < voices and i < 128:
+        synth.noteon(36 + (i * 5) % 60, 90, channel=1 + i % len(sustained))
+        synth.render(period)
+        i += 1
+
+    blocks = int(seconds * synth.rate) // period
+    times = [0.0] * blocks
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})  # one core, as on a busy Pi
+    try:
+        began = time.perf_counter()
+        for b in range(blocks):
+            t0 = time.perf_counter()
+            synth.render(period)
+            times[b] = time.perf_counter() - t0
+        wall = time.perf_counter() - began
+    finally:
+        os.sched_setaffinity(0, cpus)
+    active = synth.active_voices()
+    synth.close()
+    audio_s = blocks * period / synth.rate
+    result = SynthBench(active, audio_s, audio_s / wall, times)
+
+    print(f"bench synth: voices={active} seconds={audio_s:.1f} period={period} "
+          f"rate={synth.rate} polyphony={max(64, 2 * voices)} reverb=on cores=1")
+    print("| what | x real time | block median ms | block p99 ms |\n|---|---|---|---|")
+    med, p99 = _p99_ms(times)
+    print(f"| FluidSynth, {active} voices, {period}-frame blocks, one core "
+          f"| {result.x_realtime:.1f} | {med:.3f} | {p99:.3f} |")
+    print(f"target: >= 10x real time; a {period}-frame block is due every "
+          f"{period / synth.rate * 1e3:.2f} ms")
+    return result
