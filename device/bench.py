@@ -63,7 +63,7 @@ def bench_generate(genre: str, runs: int = 200, threads: int = 1,
 
     bars = melody.n_steps // 16
     print(f"bench generate: genre={genre} model={path} threads={threads} runs={runs}")
-    print(f"| what | median ms | p95 ms |\n|---|---|---|")
+    print("| what | median ms | p95 ms |\n|---|---|---|")
     med, p95 = percentiles(result.invoke_s)
     print(f"| int8 LiteRT, one {card.bars}-bar phrase (quantize + invoke + dequantize) "
           f"| {med:.2f} | {p95:.2f} |")

@@ -4,7 +4,6 @@ of ``bench generate``). The CLI imports this module only when one of them runs."
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 

@@ -40,6 +40,18 @@ def write_midi(path: Path, notes: list[tuple[int, float, float]], bpm: float = 1
     return path
 
 
+@pytest.fixture(scope="session")
+def soundfont() -> Path:
+    """The GM SoundFont; `make test` installs it, so its absence is a failure, not a skip."""
+    from deepkeys.device.errors import UserError
+    from deepkeys.device.render import default_soundfont
+
+    try:
+        return default_soundfont()
+    except UserError as exc:
+        pytest.fail(str(exc))
+
+
 @pytest.fixture
 def chorale_card() -> Path:
     card = MODELS / "chorale.json"

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepkeys.device import render
 from deepkeys.device.encoding import Composition, Note, Track
 from deepkeys.device.errors import UserError
 
@@ -29,12 +28,6 @@ from deepkeys.device.synth import NOTE_ON, Synth  # noqa: E402
 RATE = 48000
 
 
-@pytest.fixture(scope="module")
-def soundfont() -> Path:
-    try:
-        return render.default_soundfont()
-    except UserError:
-        pytest.skip("no General MIDI SoundFont installed (apt install timgm6mb-soundfont)")
 
 
 def file_pcm(path: Path) -> str:

@@ -155,7 +155,7 @@ def test_stale_socket_replaced_live_one_kept(tmp_path: Path) -> None:
     dead.close()
     with pytest.raises(UserError, match="stale socket"):
         ControlClient(path).request("status")
-    with ControlServer(path, {"status": lambda req: {}}) as srv:
+    with ControlServer(path, {"status": lambda req: {}}):
         assert ControlClient(path).request("status") == {"ok": True}
         with pytest.raises(UserError, match="another deepkeys daemon is running"):
             ControlServer(path, {})

@@ -16,12 +16,6 @@ from deepkeys.device.errors import UserError
 pytest.importorskip("fluidsynth", reason="pyfluidsynth (and libfluidsynth3) not installed")
 
 
-@pytest.fixture(scope="module")
-def soundfont() -> Path:
-    try:
-        return render.default_soundfont()
-    except UserError:
-        pytest.skip("no General MIDI SoundFont installed (apt install timgm6mb-soundfont)")
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:

@@ -19,12 +19,6 @@ RATE = 48000
 ORGAN = 19  # GM church organ: holds its level while a key is down, so sustain is measurable
 
 
-@pytest.fixture(scope="module")
-def soundfont() -> Path:
-    try:
-        return render.default_soundfont()
-    except UserError:
-        pytest.skip("no General MIDI SoundFont installed (apt install timgm6mb-soundfont)")
 
 
 @pytest.fixture
