@@ -107,3 +107,21 @@ def test_shipped_card_says_how_to_reproduce_it(chorale_card):
     assert prov["history"] and {"g_loss", "d_loss", "val_ce"} <= set(prov["history"][0])
     assert set(prov["metrics"]["test_split"]) == {"generated", "real", "shuffled"}
     assert raw["sha256"] == sha256_of(MODELS / "chorale.tflite")
+
+
+def test_evaluate_prints_the_quality_table_and_the_shipped_model_meets_the_bar(chorale_card):
+    from conftest import run_cli
+
+    result = run_cli("evaluate", "--genre", "chorale")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {cells[0]: dict(zip(header[1:], map(float, cells[1:])))
+            for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[1:])}
+    assert set(rows) == {"generated", "real", "shuffled"}
+    gen, real, shuffled = rows["generated"], rows["real"], rows["shuffled"]
+    for key in ("UPC", "QN", "polyphony"):
+        assert abs(gen[key] - real[key]) <= 0.2 * real[key], key
+    assert gen["EB"] <= real["EB"] + 0.05
+    assert gen["in_key"] >= 0.9
+    assert gen["consonance"] >= shuffled["consonance"] + 0.2
