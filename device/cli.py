@@ -21,10 +21,22 @@ from .errors import UserError
 
 HOST_COMMANDS = {"train", "export", "evaluate"}
 HOST_EXTRA_HINT = "pip install 'deepkeys[host]'"
+# events.BUTTONS, spelled out here so that `deepkeys --help` imports nothing else.
+BUTTON_NAMES = ("genre", "record", "generate", "play", "tempo_down", "tempo_up")
 
 
 def _add_models(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", metavar="DIR", help="look for genre models here first")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH",
+                   help="config file (default: $DEEPKEYS_CONFIG or /etc/deepkeys/config.toml)")
+
+
+def _add_socket(p: argparse.ArgumentParser) -> None:
+    _add_config(p)
+    p.add_argument("--socket", metavar="PATH", help="control socket (default: paths.socket)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +69,30 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--runs", type=int, default=200)
     b.add_argument("--threads", type=int, default=1)
     _add_models(b)
+    b = bench.add_parser("latency", help="key to audio through the synth and the audio thread")
+    b.add_argument("--notes", type=int, default=500)
+    b.add_argument("--period", type=int, default=128, help="frames per ALSA period")
+    b.add_argument("--device", default="null", help="ALSA PCM (default: null, paced)")
+    b = bench.add_parser("synth", help="synth headroom: simultaneous voices x real time")
+    b.add_argument("--voices", type=int, default=32)
+    b.add_argument("--seconds", type=float, default=10.0)
+
+    p = sub.add_parser("run", help="run the appliance daemon (what systemd starts)")
+    _add_config(p)
+
+    p = sub.add_parser("status", help="what the running daemon is doing")
+    _add_socket(p)
+
+    p = sub.add_parser("press", help="press a panel button on the running daemon")
+    p.add_argument("button", help="one of: " + ", ".join(BUTTON_NAMES))
+    p.add_argument("--long", action="store_true", help="a long press (GENRE: backwards)")
+    _add_socket(p)
+
+    p = sub.add_parser("monitor", help="print the daemon's events live, until Ctrl-C")
+    _add_socket(p)
+
+    p = sub.add_parser("config", help="print the effective configuration")
+    _add_config(p)
 
     p = sub.add_parser("train", help="[host] train a genre model")
     p.add_argument("--genre", required=True)
@@ -167,8 +203,14 @@ def cmd_genres(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_generate
+    from .bench import bench_generate, bench_latency, bench_synth
 
+    if args.what == "latency":
+        bench_latency(notes=args.notes, period=args.period, device=args.device)
+        return 0
+    if args.what == "synth":
+        bench_synth(voices=args.voices, seconds=args.seconds)
+        return 0
     result = bench_generate(args.genre, runs=args.runs, threads=args.threads,
                             models=args.models)
     if importlib.util.find_spec("tensorflow") is not None:
@@ -180,8 +222,96 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .daemon import run_daemon
+
+    return run_daemon(load_config(args.config))
+
+
+def _client(args: argparse.Namespace):
+    from .config import load_config
+    from .control import ControlClient
+
+    path = args.socket or load_config(args.config).paths.socket
+    return ControlClient(path)
+
+
+def _ask(args: argparse.Namespace, cmd: str, **fields) -> dict:
+    reply = _client(args).request(cmd, **fields)
+    if not reply.get("ok"):
+        raise UserError(reply.get("error", "the daemon refused"))
+    return reply
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    reply = _ask(args, "status")
+    reply.pop("ok", None)
+    for line in format_status(reply):
+        print(line)
+    return 0
+
+
+def format_status(status: dict) -> list[str]:
+    """The status dict as aligned ``key: value`` lines; nested dicts become ``a.b``.
+
+    >>> format_status({"state": "idle", "audio": {"underruns": 0}})
+    ['state           idle', 'audio.underruns 0']
+    """
+    flat: list[tuple[str, object]] = []
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict) and value and prefix != "midi.counts":
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, dict):
+            flat.append((prefix, " ".join(f"{k}={v}" for k, v in value.items()) or "-"))
+        elif isinstance(value, list):
+            flat.append((prefix, ", ".join(map(str, value)) or "-"))
+        else:
+            flat.append((prefix, "-" if value is None else value))
+
+    walk("", status)
+    width = max((len(k) for k, _ in flat), default=0)
+    return [f"{k:<{width}} {v}" for k, v in flat]
+
+
+def cmd_press(args: argparse.Namespace) -> int:
+    if args.button not in BUTTON_NAMES:
+        raise UserError(f"unknown button {args.button!r} (known: {', '.join(BUTTON_NAMES)})")
+    _ask(args, "press", button=args.button, kind="long" if args.long else "press")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    stream = _client(args).stream()
+    try:
+        for item in stream:
+            print(" ".join(f"{k}={_monitor_value(v)}" for k, v in item.items()), flush=True)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stream.close()
+    raise UserError("the daemon closed the monitor stream (it stopped?)")
+
+
+def _monitor_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    text = str(value)
+    return text if text and not any(c.isspace() for c in text) else repr(text)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .config import effective_config_text
+
+    print(effective_config_text(args.config), end="")
+    return 0
+
+
 COMMANDS = {"generate": cmd_generate, "demo": cmd_demo, "genres": cmd_genres,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "run": cmd_run, "status": cmd_status, "press": cmd_press,
+            "monitor": cmd_monitor, "config": cmd_config}
 
 if __name__ == "__main__":
     sys.exit(main())
