@@ -244,3 +244,78 @@ def bench_synth(voices: int = 32, seconds: float = 10.0, period: int = 128) -> S
     print(f"target: >= 10x real time; a {period}-frame block is due every "
           f"{period / synth.rate * 1e3:.2f} ms")
     return result
+
+
+# --- start-up -------------------------------------------------------------------------
+HARDWARE_FREE_CONFIG = """\
+[midi]
+api = "sim"
+[audio]
+device = "null"
+[panel]
+pin_factory = "mock"
+[paths]
+state_dir = "{state}"
+socket = "{socket}"
+"""
+
+
+@dataclass
+class StartupBench:
+    ready_s: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+
+
+def bench_startup(runs: int = 5, config: str | Path | None = None) -> StartupBench:
+    """``deepkeys run`` as systemd starts it: seconds from exec to READY=1 on the notify
+    socket, and the daemon's resident memory once ready (all installed models loaded).
+
+    Without ``config`` it uses sim MIDI, the null audio device and mock pins, so it runs
+    on any machine; on the Pi, pass the real config to include the hardware.
+    """
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    result = StartupBench()
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg_path = Path(config) if config else Path(tmp) / "config.toml"
+            if not config:
+                cfg_path.write_text(HARDWARE_FREE_CONFIG.format(state=f"{tmp}/state",
+                                                                socket=f"{tmp}/ctl.sock"))
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            notify.bind(f"{tmp}/notify.sock")
+            notify.settimeout(30)
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "deepkeys.device.cli", "run", "--config", str(cfg_path)],
+                env={**os.environ, "NOTIFY_SOCKET": f"{tmp}/notify.sock"},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                while not notify.recv(4096).startswith(b"READY=1"):
+                    pass
+                result.ready_s.append(time.perf_counter() - t0)
+                result.rss_mb.append(_rss_mb(proc.pid))
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=15)
+                notify.close()
+
+    print(f"bench startup: runs={runs} config={config or 'hardware-free (sim MIDI, null audio, mock pins)'}")
+    print("| what | median | max |\n|---|---|---|")
+    print(f"| start to READY (s) | {np.median(result.ready_s):.2f} | {max(result.ready_s):.2f} |")
+    print(f"| RSS once ready, all models loaded (MB) | {np.median(result.rss_mb):.1f} "
+          f"| {max(result.rss_mb):.1f} |")
+    print("targets: READY <= 2 s, RSS <= 150 MB")
+    return result
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--notes", type=int, default=500)
     b.add_argument("--period", type=int, default=128, help="frames per ALSA period")
     b.add_argument("--device", default="null", help="ALSA PCM (default: null, paced)")
+    b = bench.add_parser("startup", help="start to READY and memory, as systemd starts it")
+    b.add_argument("--runs", type=int, default=5)
+    b.add_argument("--config", help="default: a hardware-free config")
     b = bench.add_parser("synth", help="synth headroom: simultaneous voices x real time")
     b.add_argument("--voices", type=int, default=32)
     b.add_argument("--seconds", type=float, default=10.0)
@@ -203,10 +206,13 @@ def cmd_genres(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_generate, bench_latency, bench_synth
+    from .bench import bench_generate, bench_latency, bench_startup, bench_synth
 
     if args.what == "latency":
         bench_latency(notes=args.notes, period=args.period, device=args.device)
+        return 0
+    if args.what == "startup":
+        bench_startup(runs=args.runs, config=args.config)
         return 0
     if args.what == "synth":
         bench_synth(voices=args.voices, seconds=args.seconds)

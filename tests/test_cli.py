@@ -58,3 +58,17 @@ def test_demo_accompanies_every_bundled_melody(tmp_path, chorale_card):
         for ext in ("mid", "wav", "png"):
             assert (tmp_path / f"{stem}-chorale.{ext}").stat().st_size > 0
     assert result.stdout.strip().splitlines()[-1].startswith(f"deepkeys demo: {len(melodies)} ")
+
+
+@pytest.mark.parametrize("args, row", [
+    (["startup", "--runs", "1"], "| start to READY (s) |"),
+    (["latency", "--notes", "20"], "| key to audio"),
+    (["synth", "--seconds", "0.5"], "| FluidSynth, "),
+])
+def test_bench_commands_print_their_figures(args, row, chorale_card):
+    # Benchmarks report, they never pass or fail on speed: check they measure something.
+    result = run_cli("bench", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith(row))
+    figures = [c.strip() for c in line.strip("|").split("|")[1:]]
+    assert all(float(f) > 0 for f in figures), line
