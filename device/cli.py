@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the effective configuration")
     _add_config(p)
 
+    p = sub.add_parser("sim", help="the daemon on a desktop, played from the computer keyboard")
+    _add_config(p)
+    p.add_argument("--wav", metavar="FILE", help="write the sound to this WAV file instead")
+
     p = sub.add_parser("train", help="[host] train a genre model")
     p.add_argument("--genre", required=True)
     p.add_argument("--epochs", type=int, default=60)
@@ -315,9 +319,18 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .sim import run_sim
+
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        raise UserError("'deepkeys sim' needs a terminal")
+    return run_sim(load_config(args.config), wav=args.wav)
+
+
 COMMANDS = {"generate": cmd_generate, "demo": cmd_demo, "genres": cmd_genres,
             "bench": cmd_bench, "run": cmd_run, "status": cmd_status, "press": cmd_press,
-            "monitor": cmd_monitor, "config": cmd_config}
+            "monitor": cmd_monitor, "config": cmd_config, "sim": cmd_sim}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -147,8 +147,10 @@ class Daemon:
         self.synth = Synth(soundfont, rate=a.rate, gain=self.cfg.synth.gain,
                            live_program=self.cfg.synth.live_program)
         self.seq = Sequencer(rate=a.rate, tempo_bpm=self.cfg.player.tempo_bpm)
-        # ALSA's null PCM never blocks: pace it like a sound card, or it spins a core.
-        pace = a.device == "null" or "null" in a.device.split(",")[-1]
+        # ALSA's null PCM never blocks, nor does the file plugin (it writes onto null):
+        # pace them like a sound card, or they spin a core and run faster than time.
+        pace = a.device == "null" or a.device.startswith("file:") or \
+            "null" in a.device.split(",")[-1]
         self.audio = AudioOutput(self.synth, self.seq, device=a.device, periodsize=a.period,
                                  periods=a.periods, pace=pace, on_block=self._on_block)
         self.audio.start()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mido
@@ -18,6 +20,18 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``deepkeys ARGS`` in a fresh interpreter, as a user would run it."""
     return subprocess.run([sys.executable, "-m", "deepkeys.device.cli", *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=300)
+
+
+def wait_for(check: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what or check}")
+        time.sleep(0.02)
 
 
 def write_midi(path: Path, notes: list[tuple[int, float, float]], bpm: float = 120,

@@ -13,27 +13,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import mido
 import pytest
 
-from conftest import MODELS, REPO, run_cli
+from conftest import MODELS, REPO, run_cli, wait_for
 
 UNIT = REPO / "systemd" / "deepkeys.service"
-
-
-def wait_for(check: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
-    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what or check}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
