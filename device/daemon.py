@@ -53,6 +53,7 @@ from .events import (
     Tick,
 )
 from .midi_io import kv
+from .models import genres_in
 
 log = logging.getLogger("deepkeys.daemon")
 
@@ -63,16 +64,6 @@ PUBLISH_TIMEOUT_S = 60.0
 LATENCY_WINDOW = 1024  # key-to-audio samples kept for the status
 LIVE_EVENTS = (NoteOn, NoteOff, ControlChange, PitchBend)
 BIG_ARGS = ("take", "composition")  # not sent to monitors
-
-
-def find_genres(folders: tuple[Path, ...] | list[Path]) -> dict[str, Path]:
-    """Genre -> card path over the configured model folders; earlier folders win."""
-    found: dict[str, Path] = {}
-    for folder in folders:
-        if Path(folder).is_dir():
-            for card in sorted(Path(folder).glob("*.json")):
-                found.setdefault(card.stem, card)
-    return found
 
 
 def _one_line(exc: BaseException) -> str:
@@ -124,7 +115,7 @@ class Daemon:
     def _start_models(self) -> None:
         from .generator import Generator
 
-        for genre, card in find_genres(self.cfg.paths.models).items():
+        for genre, card in genres_in(self.cfg.paths.models).items():
             try:
                 self.generators[genre] = Generator.from_card(card)
             except UserError as exc:

@@ -9,6 +9,7 @@ directory overrides the one shipped with the code.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import UserError
@@ -25,13 +26,17 @@ def model_dirs(extra: str | Path | None = None) -> list[Path]:
 
 
 def installed_genres(extra: str | Path | None = None) -> dict[str, Path]:
-    """Genre name -> card path, in the order of the search path then by name."""
+    """Genre name -> card path over the default search path (``extra`` first)."""
+    return genres_in(model_dirs(extra))
+
+
+def genres_in(folders: Iterable[str | Path]) -> dict[str, Path]:
+    """Genre name -> card path over ``folders``; earlier folders win, then by name."""
     found: dict[str, Path] = {}
-    for folder in model_dirs(extra):
-        if not folder.is_dir():
-            continue
-        for card in sorted(folder.glob("*.json")):
-            found.setdefault(card.stem, card)
+    for folder in map(Path, folders):
+        if folder.is_dir():
+            for card in sorted(folder.glob("*.json")):
+                found.setdefault(card.stem, card)
     return found
 
 

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, Paths
-from .daemon import Daemon, find_genres
+from .daemon import Daemon
+from .models import genres_in
 from .events import Button
 
 NOTE_HOLD_S = 0.3  # how long a key's note sounds after its last press (or auto-repeat)
@@ -244,7 +245,7 @@ def sim_config(cfg: Config, wav: str | os.PathLike[str] | None = None) -> Config
         used = {*dataclasses.asdict(panel.buttons).values(),
                 *dataclasses.asdict(panel.leds).values()}
         free = [p for p in range(28) if p not in used]
-        n = min(len(find_genres(cfg.paths.models)), 8)
+        n = min(len(genres_in(cfg.paths.models)), 8)
         panel = dataclasses.replace(panel, genre_leds=tuple(free[:n]))
     cfg = dataclasses.replace(
         cfg,
