@@ -11,6 +11,8 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import time
 import wave
@@ -54,6 +56,21 @@ def default_soundfont() -> Path:
     raise UserError("no General MIDI SoundFont found; install timgm6mb-soundfont")
 
 
+def import_fluidsynth() -> Any:
+    """The pyfluidsynth module, or a one-line UserError if it or libfluidsynth is missing.
+
+    Imported lazily so that reading and writing MIDI never needs libfluidsynth.
+    pyfluidsynth prints where it found the library to *stdout* when ``$CI`` is set;
+    that line would corrupt our key=value output, so it is swallowed.
+    """
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import fluidsynth
+    except (ImportError, OSError):
+        raise UserError("FluidSynth is not available; install libfluidsynth3 and pyfluidsynth") from None
+    return fluidsynth
+
+
 def render_wav(
     comp: Composition,
     path: str | os.PathLike[str],
@@ -66,12 +83,7 @@ def render_wav(
     The audio lasts the composition plus a short release tail. Returns the
     real-time factor: seconds of audio made per second of wall time.
     """
-    try:
-        # Imported here so that reading and writing MIDI never needs libfluidsynth.
-        import fluidsynth
-    except (ImportError, OSError):
-        raise UserError("FluidSynth is not available; install libfluidsynth3 and pyfluidsynth") from None
-
+    fluidsynth = import_fluidsynth()
     if block <= 0 or rate <= 0:
         raise ValueError("rate and block must be positive")
     font = Path(soundfont) if soundfont is not None else default_soundfont()

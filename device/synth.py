@@ -35,7 +35,7 @@ import numpy as np
 
 from . import events as ev
 from .errors import UserError
-from .render import DRUM_BANK, GAIN, _check_soundfont, default_soundfont
+from .render import DRUM_BANK, GAIN, _check_soundfont, default_soundfont, import_fluidsynth
 
 LIVE_CHANNEL = 0
 CLICK_CHANNEL = 15
@@ -83,12 +83,7 @@ class Synth:
         chorus: bool = False,
         live_program: int = 0,
     ) -> None:
-        try:
-            import fluidsynth
-        except (ImportError, OSError):
-            raise UserError(
-                "FluidSynth is not available; install libfluidsynth3 and pyfluidsynth"
-            ) from None
+        fluidsynth = import_fluidsynth()
         font = Path(soundfont) if soundfont is not None else default_soundfont()
         _check_soundfont(font)
 

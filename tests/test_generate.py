@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,15 @@ def test_generate_writes_midi_wav_and_png(tmp_path):
     assert expected < seconds < expected + 3
     assert np.abs(audio).max() > 1000
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stdout_holds_only_the_paths_even_on_a_ci_runner(tmp_path):
+    # pyfluidsynth prints where it found libfluidsynth when $CI is set; scripts parse our stdout.
+    env = {**os.environ, "CI": "1"}
+    result = run_cli("generate", MELODIES / "twinkle.mid", "--genre", "chorale",
+                     "--out", tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert [line.split("=")[0] for line in result.stdout.splitlines()] == ["mid", "wav", "png"]
 
 
 def test_same_seed_same_output_another_seed_a_variation(tmp_path):
