@@ -22,7 +22,11 @@ from .encoding import STEPS_PER_BAR
 from .errors import UserError
 
 CARD_FORMAT = "deepkeys-model/1"
-TRACK_KINDS = ("mono",)  # one softmax over pitch + rest per step, plus an onset flag
+# How a track is represented (the decoding of each is in ``decode``):
+# mono: one softmax over pitch + rest per step, plus an onset probability;
+# poly: one sigmoid per pitch per step, plus a chord-onset probability;
+# drums: one onset sigmoid per drum class per step, played by the card's drum_notes.
+TRACK_KINDS = ("mono", "poly", "drums")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +52,18 @@ class TrackSpec:
     channel: int
     kind: str = "mono"
     is_drum: bool = False
-    output: str = ""  # the output tensor with the per-step pitch + rest softmax
-    onset_output: str = ""  # the output tensor with the per-step onset probability
+    output: str = ""  # the output tensor with the per-step probabilities
+    onset_output: str = ""  # the per-step onset probability (mono and poly tracks)
     velocity: int = 80
+    drum_notes: tuple[int, ...] = ()  # drums: the GM note each drum class plays
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "program": self.program, "channel": self.channel,
-                "kind": self.kind, "is_drum": self.is_drum, "output": self.output,
-                "onset_output": self.onset_output, "velocity": self.velocity}
+        out = {"name": self.name, "program": self.program, "channel": self.channel,
+               "kind": self.kind, "is_drum": self.is_drum, "output": self.output,
+               "onset_output": self.onset_output, "velocity": self.velocity}
+        if self.drum_notes:
+            out["drum_notes"] = list(self.drum_notes)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +175,17 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
     shapes = raw["shapes"]
     inputs = {k: _tensor(k, v) for k, v in shapes["inputs"].items()}
     outputs = {k: _tensor(k, v) for k, v in shapes["outputs"].items()}
-    tracks = tuple(TrackSpec(**t) for t in raw["tracks"])
+    tracks = tuple(TrackSpec(**{**t, "drum_notes": tuple(t.get("drum_notes", ()))})
+                   for t in raw["tracks"])
     for t in tracks:
         if t.kind not in TRACK_KINDS:
             raise ValueError(f"track {t.name!r} has unknown kind {t.kind!r}")
-        for out in (t.output, t.onset_output):
+        for out in (t.output,) if t.kind == "drums" else (t.output, t.onset_output):
             if out not in outputs:
                 raise ValueError(f"track {t.name!r} names output {out!r}, which is not in shapes")
+        if t.kind == "drums" and (len(t.drum_notes) != outputs[t.output].shape[-1]
+                                  or not all(0 <= n <= 127 for n in t.drum_notes)):
+            raise ValueError(f"drum track {t.name!r} needs one GM note per drum class")
         if not 0 <= t.program <= 127 or not 0 <= t.channel <= 15:
             raise ValueError(f"track {t.name!r} has program or channel out of range")
     if "melody" not in inputs:

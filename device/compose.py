@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .card import ModelCard
-from .encoding import STEPS_PER_BAR, STEPS_PER_BEAT, Composition, Note, Track, voice_to_notes
-from .generator import Generator, Voice
+from .encoding import STEPS_PER_BAR, STEPS_PER_BEAT, Composition, Note, Track
+from .generator import Generator
 from .midifile import Melody, write_composition
 
 MELODY_CHANNEL = 0
@@ -37,16 +37,15 @@ def accent(step: int, base: int, amount: float) -> int:
     return int(np.clip(round(base * factor), 1, 127))
 
 
-def arrange(melody: Melody, voices: dict[str, Voice], card: ModelCard,
+def arrange(melody: Melody, parts: dict[str, list[Note]], card: ModelCard,
             tempo_bpm: float | None = None) -> Composition:
-    """Melody plus generated voices -> a composition, melody first."""
+    """Melody plus generated parts -> a composition, melody first."""
     playback = card.playback
     tracks = [Track("melody", playback.melody_program, list(melody.notes),
                     channel=MELODY_CHANNEL)]
     for spec in card.tracks:
-        pitch, onset = voices[spec.name]
         notes = [Note(n.pitch, n.start, n.end, accent(n.start, spec.velocity, playback.accent))
-                 for n in voice_to_notes(pitch, onset)]
+                 for n in parts[spec.name]]
         tracks.append(Track(spec.name, spec.program, notes, is_drum=spec.is_drum,
                             channel=9 if spec.is_drum else spec.channel))
     return Composition(tracks, melody.n_steps, tempo_bpm or melody.tempo_bpm,
@@ -55,8 +54,8 @@ def arrange(melody: Melody, voices: dict[str, Voice], card: ModelCard,
 
 def compose(melody: Melody, generator: Generator, seed: int = 0, tempo_bpm: float | None = None,
             temperature: float | None = None) -> Composition:
-    voices = generator.accompany(melody.notes, melody.n_steps, seed=seed, temperature=temperature)
-    return arrange(melody, voices, generator.card, tempo_bpm)
+    parts = generator.accompany(melody.notes, melody.n_steps, seed=seed, temperature=temperature)
+    return arrange(melody, parts, generator.card, tempo_bpm)
 
 
 def save(comp: Composition, out_dir: Path, stem: str, wav: bool = True,

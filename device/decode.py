@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .encoding import REST
+from .encoding import REST, Note, voice_to_notes
 
 # Chosen on the validation split: 0.5 gives too few notes (pitch classes per bar
 # 15 % below Bach's), lower values fragment them.
@@ -65,3 +65,97 @@ def _choose(p: np.ndarray, temperature: float, rng: np.random.Generator | None) 
     logp = np.log(np.maximum(p, 1e-9)) / temperature
     w = np.exp(logp - logp.max())
     return int(rng.choice(len(w), p=w / w.sum()))
+
+
+def _sharpen(p: np.ndarray, temperature: float) -> np.ndarray:
+    """A Bernoulli probability raised to ``1 / temperature`` on both of its outcomes."""
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    a, b = p ** (1 / temperature), (1 - p) ** (1 / temperature)
+    return a / (a + b)
+
+
+def _fires(p: np.ndarray, threshold: float, temperature: float,
+           rng: np.random.Generator | None) -> np.ndarray:
+    """Which of independent events happen: a threshold at temperature 0, else a draw."""
+    if temperature <= 0 or rng is None:
+        return p >= threshold
+    return rng.random(p.shape) < _sharpen(p, temperature)
+
+
+def decode_poly(
+    probs: np.ndarray,
+    onset_prob: np.ndarray,
+    pitch_low: int,
+    temperature: float = 0.0,
+    rng: np.random.Generator | None = None,
+    threshold: float = 0.5,
+    max_notes: int = 6,
+    onset_threshold: float = ONSET_THRESHOLD,
+) -> list[Note]:
+    """A polyphonic part (comping chords, pads): per-pitch probabilities (T, P) and one
+    chord-onset probability (T,) -> notes.
+
+    As for a voice, the onset head cuts time into chords (and so does silence starting
+    or ending); each chord takes the pitches whose mean probability over its steps
+    fires, the likeliest ``max_notes`` at most, all lasting the whole chord.
+
+    >>> probs = np.array([[0.9, 0.8, 0.1]] * 4)
+    >>> decode_poly(probs, np.array([1.0, 0, 1.0, 0]), pitch_low=60)    # doctest: +NORMALIZE_WHITESPACE
+    [Note(pitch=60, start=0, end=2, velocity=96), Note(pitch=61, start=0, end=2, velocity=96),
+     Note(pitch=60, start=2, end=4, velocity=96), Note(pitch=61, start=2, end=4, velocity=96)]
+    """
+    steps = len(probs)
+    silent = probs.max(axis=1) < threshold
+    boundary = np.ones(steps, dtype=bool)
+    boundary[1:] = (silent[1:] != silent[:-1]) | ((onset_prob[1:] >= onset_threshold) & ~silent[1:])
+    starts = np.flatnonzero(boundary)
+    ends = np.append(starts[1:], steps)
+    notes: list[Note] = []
+    for start, end in zip(starts, ends):
+        if silent[start]:
+            continue
+        mean = probs[start:end].mean(axis=0)
+        chosen = np.flatnonzero(_fires(mean, threshold, temperature, rng))
+        chosen = chosen[np.argsort(-mean[chosen])][:max_notes]
+        notes.extend(Note(pitch_low + int(i), int(start), int(end)) for i in sorted(chosen))
+    return notes
+
+
+def decode_drums(
+    probs: np.ndarray,
+    drum_notes: list[int] | tuple[int, ...],
+    temperature: float = 0.0,
+    rng: np.random.Generator | None = None,
+    threshold: float = 0.5,
+) -> list[Note]:
+    """Drum hits: per-class onset probabilities (T, classes) -> one-step notes, each
+    class played by its GM note in ``drum_notes``.
+
+    >>> decode_drums(np.array([[0.9, 0.1], [0.2, 0.7]]), [36, 38])
+    [Note(pitch=36, start=0, end=1, velocity=96), Note(pitch=38, start=1, end=2, velocity=96)]
+    """
+    hits = _fires(probs, threshold, temperature, rng)
+    steps, classes = np.nonzero(hits)
+    return [Note(int(drum_notes[c]), int(t), int(t) + 1) for t, c in zip(steps, classes)]
+
+
+def decode_track(
+    kind: str,
+    probs: np.ndarray,
+    onset_prob: np.ndarray | None,
+    pitch_low: int,
+    temperature: float = 0.0,
+    rng: np.random.Generator | None = None,
+    drum_notes: list[int] | tuple[int, ...] = (),
+) -> list[Note]:
+    """One track of a model's output, whatever its kind, as notes on the step grid.
+
+    The device (``generator``) and the host's evaluation both decode through here.
+    """
+    if kind == "mono":
+        return voice_to_notes(*decode_voice(probs, onset_prob, pitch_low, temperature, rng))
+    if kind == "poly":
+        return decode_poly(probs, onset_prob, pitch_low, temperature, rng)
+    if kind == "drums":
+        return decode_drums(probs, drum_notes, temperature, rng)
+    raise ValueError(f"unknown track kind {kind!r}")

@@ -25,6 +25,33 @@ STEPS_PER_BAR = STEPS_PER_BEAT * BEATS_PER_BAR
 REST = -1
 DEFAULT_VELOCITY = 96
 
+# Drum parts are onsets of a few instrument classes, not of 47 GM drum notes: MMA's
+# styles and users' files spell the same groove with different notes (a side-stick
+# or a snare, a shaker or a cabasa). Each class lists its General MIDI notes, the
+# first being the one it plays back with unless a model card says otherwise.
+DRUM_CLASSES: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("kick", (36, 35)),
+    ("snare", (38, 37, 39, 40)),
+    ("closed_hat", (42, 44)),
+    ("open_hat", (46,)),
+    ("ride", (51, 53, 59)),
+    ("crash", (49, 52, 55, 57)),
+    ("tom", (45, 41, 43, 47, 48, 50)),
+    ("shaker", (70, 54, 56, 58, 69, 73, 74, 75, 76, 77, 80, 81, 82)),
+    ("hand_drum", (63, 60, 61, 62, 64, 65, 66, 67, 68, 71, 72, 78, 79)),
+)
+DEFAULT_DRUM_NOTES = tuple(notes[0] for _, notes in DRUM_CLASSES)
+_DRUM_CLASS_OF = {note: i for i, (_, notes) in enumerate(DRUM_CLASSES) for note in notes}
+
+
+def drum_class_of(note: int) -> int | None:
+    """The :data:`DRUM_CLASSES` index of a GM drum note, or None for one we do not model.
+
+    >>> drum_class_of(36), drum_class_of(42), drum_class_of(20)
+    (0, 2, None)
+    """
+    return _DRUM_CLASS_OF.get(note)
+
 
 @dataclass(frozen=True, slots=True)
 class Note:

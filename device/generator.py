@@ -14,7 +14,7 @@ Variation comes from the seed: it draws the noise input and the temperature
 sampling of each note (see ``decode``). The same seed gives the same output.
 
 >>> gen = Generator(load_card("models/chorale.json"))         # doctest: +SKIP
->>> voices = gen.accompany(melody.notes, melody.n_steps, seed=1)  # doctest: +SKIP
+>>> parts = gen.accompany(melody.notes, melody.n_steps, seed=1)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from .card import ModelCard, TensorSpec, load_card
-from .decode import decode_voice
+from .decode import decode_track
 from .encoding import REST, Note, notes_to_voice
 from .errors import UserError
 
-Voice = tuple[np.ndarray, np.ndarray]  # (pitch, onset) over steps
+Voice = tuple[np.ndarray, np.ndarray]  # a melody window: (pitch, onset) over steps
 
 
 def _interpreter_class():
@@ -86,8 +86,8 @@ class Generator:
 
     # --- a whole melody ---------------------------------------------------------------
     def accompany(self, melody: Sequence[Note], n_steps: int, seed: int = 0,
-                  temperature: float | None = None) -> dict[str, Voice]:
-        """Voices for every track of the card, each of length ``n_steps``."""
+                  temperature: float | None = None) -> dict[str, list[Note]]:
+        """The notes of every track of the card, within ``n_steps``."""
         card = self.card
         temperature = card.playback.temperature if temperature is None else temperature
         rng = np.random.default_rng(seed)
@@ -95,28 +95,18 @@ class Generator:
         shift = self._octave_shift(pitch)
         pitch = np.where(pitch == REST, REST, pitch + shift).astype(np.int16)
 
-        voices = {t.name: (np.full(n_steps, REST, np.int16), np.zeros(n_steps, bool))
-                  for t in card.tracks}
+        parts: dict[str, list[Note]] = {t.name: [] for t in card.tracks}
         for start, take_from in _phrases(n_steps, card.steps):
             window_pitch, window_onset = _window(pitch, onset, start, card.steps)
             noise = rng.standard_normal(int(np.prod(card.inputs["noise"].shape)))
             out = self.infer(window_pitch, window_onset, noise.astype(np.float32))
             stop = min(start + card.steps, n_steps)
             for track in card.tracks:
-                p, o = decode_voice(out[track.output], out[track.onset_output], card.pitch_low,
-                                    temperature, rng)
-                dst_p, dst_o = voices[track.name]
-                dst_p[take_from:stop] = p[take_from - start : stop - start]
-                dst_o[take_from:stop] = o[take_from - start : stop - start]
-                # A note cut at the phrase seam starts again there.
-                dst_o[take_from] |= dst_p[take_from] != REST
-        for p, _ in voices.values():
-            sounding = p != REST
-            p[sounding] -= shift
-            p[sounding & ((p < 0) | (p > 127))] = REST
-        for p, o in voices.values():
-            o &= p != REST
-        return voices
+                notes = decode_track(track.kind, out[track.output], out.get(track.onset_output),
+                                     card.pitch_low, temperature, rng, track.drum_notes)
+                back = 0 if track.kind == "drums" else -shift  # drums have no register
+                parts[track.name].extend(_take(notes, start, take_from, stop, back))
+        return parts
 
     def _octave_shift(self, pitch: np.ndarray) -> int:
         """Whole octaves that bring the melody's median to the model's learned centre."""
@@ -139,6 +129,23 @@ def _phrases(n_steps: int, phrase: int) -> list[tuple[int, int]]:
     if covered < n_steps:
         calls.append((n_steps - phrase, covered))
     return calls
+
+
+def _take(notes: list[Note], offset: int, take_from: int, stop: int,
+          transpose: int) -> list[Note]:
+    """A phrase's notes moved to the melody's time and register, kept within
+    [take_from, stop): a note cut at a phrase seam starts again there.
+
+    >>> _take([Note(60, 0, 8), Note(62, 8, 20)], 64, 72, 80, -12)
+    [Note(pitch=50, start=72, end=80, velocity=96)]
+    """
+    kept = []
+    for n in notes:
+        begin, end = max(n.start + offset, take_from), min(n.end + offset, stop)
+        pitch = n.pitch + transpose
+        if begin < end and 0 <= pitch <= 127:
+            kept.append(Note(pitch, begin, end, n.velocity))
+    return kept
 
 
 def _window(pitch: np.ndarray, onset: np.ndarray, start: int, steps: int) -> Voice:

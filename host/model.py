@@ -33,7 +33,10 @@ class GeneratorConfig:
     bars: int = 4
     pitch_low: int = 24
     pitch_high: int = 107
-    voices: tuple[str, ...] = ("alto", "tenor", "bass")
+    voices: tuple[str, ...] = ("alto", "tenor", "bass")  # monophonic tracks
+    poly: tuple[str, ...] = ()  # polyphonic tracks: comping chords, pads
+    drums: tuple[str, ...] = ()  # drum tracks, one onset per drum class
+    n_drum_classes: int = 0
     noise_dim: int = 32
     widths: tuple[int, ...] = (128, 192, 256, 256)  # one per U-Net level, top to bottom
     critic_widths: tuple[int, ...] = (96, 128, 192, 256)
@@ -50,6 +53,11 @@ class GeneratorConfig:
     @property
     def n_classes(self) -> int:
         return self.n_pitches + 1  # the last class is the rest
+
+    def kinds(self) -> dict[str, str]:
+        """Track name -> kind ("mono", "poly", "drums"), in output order."""
+        return {**{v: "mono" for v in self.voices}, **{p: "poly" for p in self.poly},
+                **{d: "drums" for d in self.drums}}
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -123,31 +131,37 @@ def build_generator(cfg: GeneratorConfig, batch_size: int | None = None) -> kera
         x = layers.Dropout(cfg.dropout)(_conv(x, width))
 
     outputs = {}
-    for voice in cfg.voices:
-        logits = layers.Conv1D(cfg.n_classes, 1, name=f"{voice}_logits")(x)
-        outputs[voice] = layers.Softmax(name=voice)(logits)
-        onset = layers.Conv1D(1, 1, activation="sigmoid", name=f"{voice}_onset_prob")(x)
-        outputs[f"{voice}_onset"] = layers.Reshape((cfg.steps,), name=f"{voice}_onset")(onset)
+    for name, kind in cfg.kinds().items():
+        if kind == "mono":
+            logits = layers.Conv1D(cfg.n_classes, 1, name=f"{name}_logits")(x)
+            outputs[name] = layers.Softmax(name=name)(logits)
+        else:
+            width = cfg.n_pitches if kind == "poly" else cfg.n_drum_classes
+            outputs[name] = layers.Conv1D(width, 1, activation="sigmoid", name=name)(x)
+        if kind != "drums":
+            onset = layers.Conv1D(1, 1, activation="sigmoid", name=f"{name}_onset_prob")(x)
+            outputs[f"{name}_onset"] = layers.Reshape((cfg.steps,), name=f"{name}_onset")(onset)
     return keras.Model({"melody": melody, "noise": noise}, outputs, name="generator")
 
 
+def accomp_width(cfg: GeneratorConfig) -> int:
+    """Features per step of all tracks together, as the critic sees them."""
+    return (len(cfg.voices) * (cfg.n_classes + 1) + len(cfg.poly) * (cfg.n_pitches + 1)
+            + len(cfg.drums) * cfg.n_drum_classes)
+
+
 def build_critic(cfg: GeneratorConfig) -> keras.Model:
-    """Melody + voices (one-hot, hard) + onsets -> one unbounded score (hinge loss)."""
+    """Melody + every track (hard samples, concatenated per step) -> one unbounded
+    score (hinge loss)."""
     melody = keras.Input((cfg.steps, cfg.n_pitches, 2), name="melody")
-    voices = keras.Input((cfg.steps, len(cfg.voices), cfg.n_classes), name="voices")
-    onsets = keras.Input((cfg.steps, len(cfg.voices)), name="onsets")
-    x = layers.Concatenate()([
-        layers.Reshape((cfg.steps, cfg.n_pitches * 2))(melody),
-        layers.Reshape((cfg.steps, len(cfg.voices) * cfg.n_classes))(voices),
-        onsets,
-    ])
+    accomp = keras.Input((cfg.steps, accomp_width(cfg)), name="accomp")
+    x = layers.Concatenate()([layers.Reshape((cfg.steps, cfg.n_pitches * 2))(melody), accomp])
     x = PositionFeatures(cfg.bars)(x)
     for level, width in enumerate(cfg.critic_widths):
         x = _conv(x, width, kernel=4, strides=2 if level else 1)
     x = layers.GlobalAveragePooling1D()(x)
     score = layers.Dense(1)(x)
-    return keras.Model({"melody": melody, "voices": voices, "onsets": onsets}, score,
-                       name="critic")
+    return keras.Model({"melody": melody, "accomp": accomp}, score, name="critic")
 
 
 def melody_tensor(pitch: np.ndarray, onset: np.ndarray, cfg: GeneratorConfig) -> np.ndarray:
@@ -177,6 +191,11 @@ class TrainConfig:
     beta_1: float = 0.5
     adversarial_weight: float = 0.05
     onset_weight: float = 1.0
+    # Notes and hits are rare among (step, pitch) cells; weighting the positive cells
+    # keeps the sigmoid parts from settling on silence.
+    poly_pos_weight: float = 4.0
+    drum_pos_weight: float = 2.0
+    steps_per_epoch: int = 0  # 0: one pass over the training windows
     gumbel_temperature: float = 1.0
     patience: int = 8  # epochs without a better validation score before stopping
     seed: int = 0

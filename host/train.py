@@ -25,55 +25,18 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from . import chorales
-from .model import (GeneratorConfig, TrainConfig, build_critic, build_generator, melody_tensor,
-                    voice_targets)
+from .dataset import Windows, genre_config, load_windows
 from .evaluate import window_metrics
+from .model import GeneratorConfig, TrainConfig, build_critic, build_generator
 
 log = logging.getLogger("deepkeys.train")
-
-
-class Dataset:
-    """Windows of voices (soprano first), split by chorale, transposed on the fly."""
-
-    def __init__(self, pitch: np.ndarray, onset: np.ndarray, cfg: GeneratorConfig) -> None:
-        self.pitch, self.onset, self.cfg = pitch, onset, cfg
-
-    def __len__(self) -> int:
-        return len(self.pitch)
-
-    def arrays(self, idx: np.ndarray, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
-        pitch, onset = self.pitch[idx], self.onset[idx]
-        if rng is not None:
-            pitch, onset = chorales.random_transpose(
-                pitch, onset, rng, low=self.cfg.pitch_low, high=self.cfg.pitch_high)
-        return {
-            "melody": melody_tensor(pitch[:, 0], onset[:, 0], self.cfg),
-            "targets": voice_targets(pitch[:, 1:], self.cfg).transpose(0, 2, 1),  # (N, T, V)
-            "onsets": onset[:, 1:].transpose(0, 2, 1).astype(np.float32),
-        }
-
-    def batches(self, batch_size: int, rng: np.random.Generator):
-        order = rng.permutation(len(self))
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            yield self.arrays(order[i : i + batch_size], rng)
-
-
-def load_chorale_data(cfg: GeneratorConfig) -> dict[str, Dataset]:
-    all_chorales = {c.name: c for c in chorales.load_chorales()}
-    split = chorales.load_split()
-    sets = {}
-    for part, names in split.items():
-        chosen = [all_chorales[n] for n in names if n in all_chorales]
-        pitch, onset, _ = chorales.windows(chosen, bars=cfg.bars, hop_bars=1)
-        sets[part] = Dataset(pitch, onset, cfg)
-    return sets
 
 
 class Trainer:
     def __init__(self, cfg: GeneratorConfig, tcfg: TrainConfig, run_dir: Path) -> None:
         self.cfg, self.tcfg, self.run_dir = cfg, tcfg, run_dir
         tf.keras.utils.set_random_seed(tcfg.seed)
+        self._kinds = set(cfg.kinds().values())
         self.generator = build_generator(cfg)
         self.critic = build_critic(cfg)
         self.g_opt = tf.keras.optimizers.Adam(tcfg.lr_generator, beta_1=tcfg.beta_1)
@@ -93,93 +56,141 @@ class Trainer:
              "command": command}, indent=2))
 
     # --- one step -----------------------------------------------------------------
-    def _stack(self, out: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        probs = tf.stack([out[v] for v in self.cfg.voices], axis=2)  # (B, T, V, C)
-        onsets = tf.stack([out[f"{v}_onset"] for v in self.cfg.voices], axis=2)  # (B, T, V)
-        return probs, onsets
+    def _stack(self, out: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Outputs grouped by kind: (B, T, tracks, ...) tensors; kinds without tracks absent."""
+        cfg, grouped = self.cfg, {}
+        for kind, names in (("mono", cfg.voices), ("poly", cfg.poly), ("drums", cfg.drums)):
+            if names:
+                grouped[kind] = tf.stack([out[n] for n in names], axis=2)
+                if kind != "drums":
+                    grouped[f"{kind}_onset"] = tf.stack([out[f"{n}_onset"] for n in names], axis=2)
+        return grouped
 
-    def _losses(self, probs, onset_p, targets, onsets):
-        ce = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(targets, probs))
-        bce = tf.reduce_mean(tf.keras.losses.binary_crossentropy(onsets[..., None],
-                                                                 onset_p[..., None]))
-        return ce, bce
+    def _losses(self, pred: dict, batch: dict) -> dict[str, tf.Tensor]:
+        tc, losses = self.tcfg, {}
+        if "mono" in pred:
+            losses["ce"] = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+                batch["mono"], pred["mono"]))
+            losses["onset_bce"] = _bce(batch["mono_onset"], pred["mono_onset"])
+        if "poly" in pred:
+            losses["poly_bce"] = _bce(batch["poly"], pred["poly"], tc.poly_pos_weight)
+            losses["poly_onset_bce"] = _bce(batch["poly_onset"], pred["poly_onset"])
+        if "drums" in pred:
+            losses["drum_bce"] = _bce(batch["drums"], pred["drums"], tc.drum_pos_weight)
+        onset = losses.get("onset_bce", 0.0) + losses.get("poly_onset_bce", 0.0)
+        losses["loss"] = (losses.get("ce", 0.0) + losses.get("poly_bce", 0.0)
+                          + losses.get("drum_bce", 0.0) + tc.onset_weight * onset)
+        return losses
 
-    def _hard_samples(self, probs, onset_p):
-        # Straight-through Gumbel: the critic sees one-hot notes, gradients flow
-        # through the soft probabilities.
-        gumbel = -tf.math.log(-tf.math.log(tf.random.uniform(tf.shape(probs), 1e-6, 1 - 1e-6)))
-        soft = tf.nn.softmax((tf.math.log(probs + 1e-8) + gumbel) / self.tcfg.gumbel_temperature)
-        hard = tf.one_hot(tf.argmax(soft, axis=-1), self.cfg.n_classes)
-        voices = hard + soft - tf.stop_gradient(soft)
-        fired = tf.cast(onset_p > 0.5, tf.float32)
-        return voices, fired + onset_p - tf.stop_gradient(onset_p)
+    def _accomp(self, parts: dict[str, tf.Tensor]) -> tf.Tensor:
+        """Every track of a batch as one (B, T, features) tensor for the critic."""
+        steps = self.cfg.steps
+        flat = []
+        for kind in ("mono", "poly", "drums"):
+            if kind in parts:
+                flat.append(tf.reshape(parts[kind], (-1, steps, _width(parts[kind]))))
+            if f"{kind}_onset" in parts:
+                flat.append(parts[f"{kind}_onset"])
+        return tf.concat(flat, axis=-1)
+
+    def _hard(self, pred: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        # Straight-through: the critic sees notes the device could play (one-hot
+        # pitches, fired onsets and hits), gradients flow through the probabilities.
+        hard = {}
+        for key, p in pred.items():
+            if key == "mono":
+                gumbel = -tf.math.log(-tf.math.log(tf.random.uniform(tf.shape(p), 1e-6, 1 - 1e-6)))
+                soft = tf.nn.softmax((tf.math.log(p + 1e-8) + gumbel) / self.tcfg.gumbel_temperature)
+                one_hot = tf.one_hot(tf.argmax(soft, axis=-1), self.cfg.n_classes)
+                hard[key] = one_hot + soft - tf.stop_gradient(soft)
+            else:
+                fired = tf.cast(tf.random.uniform(tf.shape(p)) < p, tf.float32)
+                hard[key] = fired + p - tf.stop_gradient(p)
+        return hard
+
+    def _real(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        real = {}
+        for key in ("mono", "mono_onset", "poly", "poly_onset", "drums"):
+            if key.split("_")[0] in self._kinds:
+                real[key] = (tf.one_hot(batch[key], self.cfg.n_classes) if key == "mono"
+                             else batch[key])
+        return real
 
     @tf.function(reduce_retracing=True)
-    def train_step(self, melody, targets, onsets):
-        batch = tf.shape(melody)[0]
-        noise = tf.random.normal((batch, self.cfg.noise_dim))
+    def train_step(self, batch):
+        melody = batch["melody"]
+        noise = tf.random.normal((tf.shape(melody)[0], self.cfg.noise_dim))
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            probs, onset_p = self._stack(self.generator({"melody": melody, "noise": noise},
-                                                        training=True))
-            ce, bce = self._losses(probs, onset_p, targets, onsets)
-            fake_voices, fake_onsets = self._hard_samples(probs, onset_p)
-            real_voices = tf.one_hot(targets, self.cfg.n_classes)
-            d_real = self.critic({"melody": melody, "voices": real_voices, "onsets": onsets},
+            pred = self._stack(self.generator({"melody": melody, "noise": noise}, training=True))
+            losses = self._losses(pred, batch)
+            d_real = self.critic({"melody": melody, "accomp": self._accomp(self._real(batch))},
                                  training=True)
-            d_fake = self.critic({"melody": melody, "voices": fake_voices,
-                                  "onsets": fake_onsets}, training=True)
+            d_fake = self.critic({"melody": melody, "accomp": self._accomp(self._hard(pred))},
+                                 training=True)
             d_loss = tf.reduce_mean(tf.nn.relu(1 - d_real)) + tf.reduce_mean(tf.nn.relu(1 + d_fake))
             g_adv = -tf.reduce_mean(d_fake)
-            g_loss = ce + self.tcfg.onset_weight * bce + self.tcfg.adversarial_weight * g_adv
+            g_loss = losses["loss"] + self.tcfg.adversarial_weight * g_adv
         g_vars = self.generator.trainable_variables
         d_vars = self.critic.trainable_variables
         self.g_opt.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars))
         self.d_opt.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars))
-        return {"g_loss": g_loss, "ce": ce, "onset_bce": bce, "g_adv": g_adv, "d_loss": d_loss,
+        return {**losses, "g_loss": g_loss, "g_adv": g_adv, "d_loss": d_loss,
                 "d_real": tf.reduce_mean(d_real), "d_fake": tf.reduce_mean(d_fake)}
 
     @tf.function(reduce_retracing=True)
     def predict(self, melody):
         noise = tf.random.normal((tf.shape(melody)[0], self.cfg.noise_dim))
-        return self._stack(self.generator({"melody": melody, "noise": noise}, training=False))
+        return self.generator({"melody": melody, "noise": noise}, training=False)
 
     # --- one epoch ------------------------------------------------------------------
-    def validate(self, data: Dataset) -> dict[str, float]:
-        arrays = data.arrays(np.arange(len(data)), rng=None)
-        probs, onset_p = [], []
+    def validate(self, data: Windows, metric_windows: int = 256) -> dict[str, float]:
+        arrays = data.arrays(self.cfg)
+        outs: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(data), 128):
-            p, o = self.predict(arrays["melody"][i : i + 128])
-            probs.append(p.numpy())
-            onset_p.append(o.numpy())
-        probs, onset_p = np.concatenate(probs), np.concatenate(onset_p)
-        ce, bce = self._losses(probs, onset_p, arrays["targets"], arrays["onsets"])
-        stats = {"val_ce": float(ce), "val_onset_bce": float(bce),
-                 "val_acc": float((probs.argmax(-1) == arrays["targets"]).mean())}
-        stats.update({f"val_{k}": v for k, v in
-                      window_metrics(data.pitch, data.onset, probs, onset_p, self.cfg).items()})
+            for k, v in self.predict(arrays["melody"][i : i + 128]).items():
+                outs.setdefault(k, []).append(v.numpy())
+        out = {k: np.concatenate(v) for k, v in outs.items()}
+        losses = self._losses(self._stack(out), arrays)
+        stats = {f"val_{k}": float(v) for k, v in losses.items()}
+        if "mono" in self._kinds:
+            pred = np.stack([out[v] for v in self.cfg.voices], axis=2)
+            stats["val_acc"] = float((pred.argmax(-1) == arrays["mono"]).mean())
+        # Musical metrics of decoded tracks, on an evenly spread subset (decoding is slow).
+        idx = np.linspace(0, len(data) - 1, min(metric_windows, len(data))).astype(int)
+        stats.update({f"val_{k}": v for k, v in window_metrics(
+            data.take(idx), {k: v[idx] for k, v in out.items()}, self.cfg).items()})
         return stats
 
-    def fit(self, data: dict[str, Dataset], log_path: Path, command: str) -> None:
+    def batches(self, data: Windows, rng: np.random.Generator, steps: int):
+        """``steps`` random batches, each window transposed into a random key."""
+        order = np.concatenate([rng.permutation(len(data))
+                                for _ in range(-(-steps * self.tcfg.batch_size // len(data)))])
+        for i in range(steps):
+            idx = order[i * self.tcfg.batch_size : (i + 1) * self.tcfg.batch_size]
+            window = data.take(idx).transposed(rng, self.cfg.pitch_low, self.cfg.pitch_high)
+            yield window.arrays(self.cfg)
+
+    def fit(self, data: dict[str, Windows], log_path: Path, command: str) -> None:
         rng = np.random.default_rng(self.tcfg.seed + int(self.epoch.numpy()))
-        steps = len(data["train"]) // self.tcfg.batch_size
+        steps = self.tcfg.steps_per_epoch or len(data["train"]) // self.tcfg.batch_size
         while int(self.epoch.numpy()) < self.tcfg.epochs:
             epoch = int(self.epoch.numpy()) + 1
             started = time.monotonic()
             sums: dict[str, float] = {}
-            bar = tqdm(data["train"].batches(self.tcfg.batch_size, rng), total=steps,
+            bar = tqdm(self.batches(data["train"], rng, steps), total=steps,
                        desc=f"epoch {epoch}/{self.tcfg.epochs}", leave=False, file=sys.stderr,
                        disable=None)
             for batch in bar:
-                out = self.train_step(batch["melody"], batch["targets"], batch["onsets"])
+                out = self.train_step(_present(batch, self._kinds))
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
-                bar.set_postfix(ce=f"{float(out['ce']):.3f}", d=f"{float(out['d_loss']):.3f}")
+                bar.set_postfix(loss=f"{float(out['loss']):.3f}", d=f"{float(out['d_loss']):.3f}")
             row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}}
             row.update(self.validate(data["validation"]))
             row["seconds"] = round(time.monotonic() - started, 1)
-            improved = row["val_ce"] < float(self.best.numpy())
+            improved = row["val_loss"] < float(self.best.numpy())
             if improved:
-                self.best.assign(row["val_ce"])
+                self.best.assign(row["val_loss"])
                 self.stale.assign(0)
                 self.generator.save_weights(self.run_dir / "best.weights.h5")
             else:
@@ -194,6 +205,22 @@ class Trainer:
             if int(self.stale.numpy()) >= self.tcfg.patience:
                 log.info("stop=early reason=no_val_improvement patience=%d", self.tcfg.patience)
                 break
+
+
+def _bce(target: tf.Tensor, p: tf.Tensor, pos_weight: float = 1.0) -> tf.Tensor:
+    """Binary cross-entropy, the positive cells weighted by ``pos_weight``."""
+    p = tf.clip_by_value(p, 1e-6, 1 - 1e-6)
+    return -tf.reduce_mean(pos_weight * target * tf.math.log(p)
+                           + (1 - target) * tf.math.log(1 - p))
+
+
+def _width(t: tf.Tensor) -> int:
+    return int(np.prod(t.shape[2:]))
+
+
+def _present(batch: dict[str, np.ndarray], kinds: set[str]) -> dict[str, np.ndarray]:
+    """The batch arrays of the kinds this model has (tf.function traces them once)."""
+    return {k: v for k, v in batch.items() if k == "melody" or k.split("_")[0] in kinds}
 
 
 def _fmt(v) -> str:
@@ -214,14 +241,15 @@ def plot_history(log_path: Path, png: Path) -> None:
     rows = read_log(log_path)
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for key in ("ce", "val_ce", "onset_bce"):
-        axes[0].plot(epochs, [r[key] for r in rows], label=key)
+    for key in ("loss", "val_loss", "ce", "poly_bce", "drum_bce"):
+        if key in rows[-1]:
+            axes[0].plot(epochs, [r.get(key, np.nan) for r in rows], label=key)
     axes[0].set_title("generator reconstruction")
     for key in ("d_loss", "g_adv"):
         axes[1].plot(epochs, [r[key] for r in rows], label=key)
     axes[1].set_title("adversarial (hinge)")
     for key in sorted(k for k in rows[-1] if k.startswith("val_") and k[4:] in
-                      ("in_key", "consonance", "QN", "EB", "polyphony_ratio", "acc")):
+                      ("in_key", "consonance", "QN", "EB", "DP", "polyphony_ratio", "acc")):
         axes[2].plot(epochs, [r[key] for r in rows], label=key)
     axes[2].set_title("validation metrics (decoded voices)")
     for ax in axes:
@@ -236,15 +264,14 @@ def plot_history(log_path: Path, png: Path) -> None:
 
 
 def train(genre: str, run_dir: Path, epochs: int, seed: int, resume: bool, command: str,
-          tcfg_overrides: dict | None = None) -> Path:
+          tcfg_overrides: dict | None = None, data_folder: Path | None = None,
+          melody_track: str | None = None) -> Path:
     """Train ``genre`` into ``run_dir`` and return the path of the best weights."""
-    if genre != "chorale":
-        from ..device.errors import UserError
-        raise UserError(f"no training data recipe for genre {genre!r} yet (known: chorale)")
     tf.config.threading.set_inter_op_parallelism_threads(2)
+    data = load_windows(genre, data_folder, melody_track)  # bad data fails before any work
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = GeneratorConfig()
-    tcfg = TrainConfig(epochs=epochs, seed=seed, **(tcfg_overrides or {}))
+    cfg, defaults = genre_config(genre)
+    tcfg = TrainConfig(epochs=epochs, seed=seed, **{**defaults, **(tcfg_overrides or {})})
     log_path = run_dir / "log.jsonl"
     if not resume and log_path.exists():
         log_path.unlink()
@@ -253,7 +280,6 @@ def train(genre: str, run_dir: Path, epochs: int, seed: int, resume: bool, comma
         trainer.ckpt.restore(trainer.manager.latest_checkpoint)
         log.info("resume=%s epoch=%d", trainer.manager.latest_checkpoint, int(trainer.epoch.numpy()))
     trainer.write_config(genre, command)
-    data = load_chorale_data(cfg)
     log.info("data train=%d validation=%d test=%d", len(data["train"]), len(data["validation"]),
              len(data["test"]))
     trainer.fit(data, log_path, command)

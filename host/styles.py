@@ -1,0 +1,273 @@
+"""Style-genre training data: chorale melodies accompanied by MMA's style templates.
+
+The melodies and their harmony are real music: the Bach chorales (music21 corpus).
+Their four voices are reduced to one or two chords a bar (:func:`chord_progression`),
+and Debian's ``mma`` (Musical MIDI Accompaniment, run as a program, never vendored)
+renders that progression in a genre's grooves. Its MIDI output is mapped onto the
+model's parts by General MIDI program family (``multitrack``): drums, bass, comping
+and pad. So the accompaniment is style-template data, and each model card says so.
+
+One MMA run renders every chorale for one groove, back to back, a ``Groove`` command
+restarting the pattern at each chorale; that keeps MMA's start-up cost to a few runs
+per genre. Keys: the melody and the pitched parts are transposed together at
+training time, so every progression is heard in every key.
+
+    python -m deepkeys.host.styles rock     # build (or load) the cached dataset
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from ..device.atomic import atomic_open
+from ..device.encoding import REST, STEPS_PER_BAR
+from ..device.errors import UserError
+from . import chorales
+from .dataset import Windows
+from .multitrack import GridPart, bars_of, grid_parts, line, read_notes
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 2  # bump whenever rendering or mapping changes what the arrays hold
+STEPS_PER_CHORD = STEPS_PER_BAR // 2  # at most two chords a bar
+TRACKS = {"mono": ("bass",), "poly": ("comp", "pad"), "drums": ("drums",)}  # the model's parts
+POLY_ROLES = TRACKS["poly"]
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one genre is rendered: MMA grooves, tempo, and whether MMA swings its 8ths."""
+
+    grooves: tuple[str, ...]
+    tempo_bpm: float
+    swing: bool = False
+
+
+# Three grooves (and their variations) per genre; all are in Debian's mma 21.09.
+STYLES: dict[str, Style] = {
+    "rock": Style(("BasicRock", "BasicRock4", "60sRock"), 120),
+    "pop": Style(("PopBallad", "8Beat", "SoftRock"), 96),
+    "jazz": Style(("Swing", "SwingWalk", "JazzCombo"), 132, swing=True),
+    "bossa": Style(("BossaNova", "BossaNovaSus", "BossaNova1Sus"), 128),
+    "blues": Style(("Blues", "Blues1", "BluesTriple"), 92, swing=True),
+    "funk": Style(("BVFunk", "Strut", "Strut2"), 104),
+    "country": Style(("CountrySwing", "CountrySwing1", "SlowCountry"), 112),
+}
+
+# Chord qualities MMA understands, as pitch classes above the root. The sevenths pay
+# a small penalty so that a passing note does not turn every triad into a seventh.
+QUALITIES: dict[str, tuple[tuple[int, ...], float]] = {
+    "": ((0, 4, 7), 0.0),
+    "m": ((0, 3, 7), 0.0),
+    "7": ((0, 4, 7, 10), 0.15),
+    "m7": ((0, 3, 7, 10), 0.15),
+    "dim": ((0, 3, 6), 0.1),
+}
+ROOT_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def chord_of(pitch: np.ndarray) -> str | None:
+    """The chord symbol that best explains a slice of voices (V, T), bass voice last.
+
+    Each pitch class is weighted by how long it sounds, the bass twice; a chord scores
+    the weight it covers minus half the weight it leaves out, plus a bonus when the
+    bass is its root. ``None`` for silence.
+
+    >>> chord_of(np.array([[67] * 4, [64] * 4, [60] * 4, [48] * 4]))
+    'C'
+    >>> chord_of(np.array([[69] * 4, [64] * 4, [60] * 4, [45] * 4]))
+    'Am'
+    """
+    weights = np.zeros(12)
+    for v, voice in enumerate(pitch):
+        sounding = voice[voice != REST] % 12
+        np.add.at(weights, sounding, 2.0 if v == len(pitch) - 1 else 1.0)
+    total = weights.sum()
+    if not total:
+        return None
+    bass = pitch[-1][pitch[-1] != REST]
+    bass_pc = int(bass[0] % 12) if len(bass) else -1
+    best, best_score = None, -np.inf
+    for root in range(12):
+        for quality, (intervals, penalty) in QUALITIES.items():
+            members = [(root + i) % 12 for i in intervals]
+            covered = weights[members].sum()
+            score = covered - 0.5 * (total - covered) - penalty * total
+            score += 0.25 * total if bass_pc == root else 0.0
+            if score > best_score:
+                best, best_score = ROOT_NAMES[root] + quality, score
+    return best
+
+
+def chord_progression(pitch: np.ndarray) -> list[list[str]]:
+    """One chorale's voices (4, T) -> per bar, one chord per half bar (silence repeats)."""
+    n_bars = bars_of(pitch.shape[1])
+    chords: list[str | None] = [chord_of(pitch[:, s : s + STEPS_PER_CHORD])
+                                for s in range(0, n_bars * STEPS_PER_BAR, STEPS_PER_CHORD)]
+    known = [c for c in chords if c]
+    last = known[0] if known else "C"
+    filled = []
+    for c in chords:  # a silent half bar (the pickup's bar) keeps the chord around it
+        last = c or last
+        filled.append(last)
+    return [filled[i : i + 2] for i in range(0, len(filled), 2)]
+
+
+def mma_line(bar: list[str]) -> str:
+    """``['C', 'G']`` -> ``'C / G /'``: MMA places one chord per beat token."""
+    first, second = bar
+    return f"{first} / / /" if first == second else f"{first} / {second} /"
+
+
+def mma_version() -> str:
+    try:
+        out = subprocess.run(["mma", "-v"], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise UserError("mma is not installed (apt-get install mma)") from None
+    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "unknown"
+
+
+def render(progressions: list[list[list[str]]], groove: str, tempo_bpm: float,
+           out_mid: Path) -> None:
+    """Render every progression back to back in one groove into ``out_mid``."""
+    lines = [f"Tempo {tempo_bpm:g}"]
+    for bars in progressions:
+        lines.append(f"Groove {groove}")  # restart the groove's pattern at each piece
+        lines.extend(mma_line(bar) for bar in bars)
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "song.mma"
+        script.write_text("\n".join(lines) + "\n")
+        result = subprocess.run(["mma", "-m", "100000", "-f", str(out_mid), str(script)], capture_output=True,
+                                text=True, timeout=600)
+    if result.returncode != 0 or not out_mid.exists():
+        reason = (result.stderr or result.stdout).strip().splitlines()
+        raise UserError(f"mma failed on groove {groove}: {reason[-1] if reason else 'no output'}")
+
+
+@dataclass
+class StylePiece:
+    """One chorale melody with one groove's accompaniment, on the step grid."""
+
+    name: str  # chorale name
+    groove: str
+    melody_pitch: np.ndarray  # (T,)
+    melody_onset: np.ndarray
+    parts: dict[str, GridPart]
+
+
+def render_genre(genre: str, names: list[str]) -> list[StylePiece]:
+    """Every named chorale accompanied in each of the genre's grooves."""
+    style = STYLES[genre]
+    by_name = {c.name: c for c in chorales.load_chorales()}
+    pieces = [by_name[n] for n in names if n in by_name]
+    progressions = [chord_progression(c.pitch) for c in pieces]
+    out: list[StylePiece] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for groove in style.grooves:
+            mid = Path(tmp) / f"{groove}.mid"
+            render(progressions, groove, style.tempo_bpm, mid)
+            notes, _ = read_notes(mid)
+            bar = 0
+            for piece, prog in zip(pieces, progressions):
+                steps = len(prog) * STEPS_PER_BAR
+                begin = bar * 4.0  # in beats
+                window = [n for n in notes if begin <= n.start < begin + len(prog) * 4]
+                shifted = [type(n)(n.pitch, n.start - begin, n.end - begin, n.channel,
+                                   n.program, n.track) for n in window]
+                parts = grid_parts(shifted, steps, swing=style.swing)
+                melody_pitch = np.full(steps, REST, np.int16)
+                melody_onset = np.zeros(steps, bool)
+                melody_pitch[: piece.pitch.shape[1]] = piece.pitch[0]
+                melody_onset[: piece.pitch.shape[1]] = piece.onset[0]
+                out.append(StylePiece(piece.name, groove, melody_pitch, melody_onset, parts))
+                bar += len(prog)
+    return out
+
+
+def windows(pieces: list[StylePiece], bars: int, hop_bars: int = 1) -> Windows:
+    """Every ``bars``-bar window with some melody, ``hop_bars`` apart: the bass part as
+    one voice (its lowest line), comping and pad as polyphonic parts, and the drums."""
+    steps = bars * STEPS_PER_BAR
+    cols: dict[str, list] = {f.name: [] for f in fields(Windows)}
+    for p in pieces:
+        total = len(p.melody_pitch)
+        bass_pitch, bass_onset = line(p.parts["bass"])
+        for start in range(0, total - steps + 1, hop_bars * STEPS_PER_BAR):
+            sl = slice(start, start + steps)
+            if not (p.melody_pitch[sl] != REST).any():
+                continue
+            cols["melody_pitch"].append(p.melody_pitch[sl])
+            cols["melody_onset"].append(p.melody_onset[sl])
+            cols["mono_pitch"].append(bass_pitch[None, sl])
+            cols["mono_onset"].append(bass_onset[None, sl])
+            cols["poly"].append(np.stack([p.parts[r].sounding[sl] for r in POLY_ROLES]))
+            cols["poly_onset"].append(np.stack([p.parts[r].onset[sl].any(axis=1)
+                                                for r in POLY_ROLES]))
+            cols["drums"].append(p.parts["drums"].onset[None, sl])
+            cols["names"].append(p.name)
+    return Windows(**{k: (v if k == "names" else np.stack(v)) for k, v in cols.items()})
+
+
+def _cache_path(genre: str) -> Path:
+    return chorales.default_cache_dir() / f"style-{genre}.npz"
+
+
+def _recipe_key(genre: str) -> str:
+    recipe = {"version": CACHE_VERSION, "style": STYLES[genre].__dict__, "mma": mma_version(),
+              "split": json.loads(chorales.SPLIT_PATH.read_text())}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=list).encode()).hexdigest()
+
+
+def load_style_split(genre: str, bars: int = 4) -> dict[str, Windows]:
+    """Train/validation/test windows of a genre, split by chorale as the chorale model is.
+
+    Rendered once and cached (``$DEEPKEYS_CACHE``); the cache key covers the recipe,
+    MMA's version and the split, so a change re-renders.
+    """
+    if genre not in STYLES:
+        raise UserError(f"no MMA recipe for genre {genre!r} (known: {', '.join(STYLES)})")
+    key = _recipe_key(genre)
+    path = _cache_path(genre)
+    split = chorales.load_split()
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) == key and int(z["bars"]) == bars:
+                return {part: _from_npz(z, part) for part in split}
+    names = [n for part in split.values() for n in part]
+    pieces = render_genre(genre, names)
+    sets = {part: windows([p for p in pieces if p.name in set(members)], bars)
+            for part, members in split.items()}
+    arrays: dict[str, np.ndarray] = {"key": np.array(key), "bars": np.array(bars)}
+    for part, w in sets.items():
+        for f in fields(Windows):
+            arrays[f"{part}/{f.name}"] = np.array(getattr(w, f.name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as f:
+        np.savez_compressed(f, **arrays)
+    log.info("style=%s cached=%s %s", genre, path,
+             " ".join(f"{p}={len(w)}" for p, w in sets.items()))
+    return sets
+
+
+def _from_npz(z, part: str) -> Windows:
+    cols = {f.name: z[f"{part}/{f.name}"] for f in fields(Windows)}
+    cols["names"] = [str(n) for n in cols["names"]]
+    return Windows(**cols)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for g in sys.argv[1:] or list(STYLES):
+        sets = load_style_split(g)
+        print(g, {p: len(w) for p, w in sets.items()})
+    os._exit(0)
