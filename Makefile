@@ -1,6 +1,7 @@
 # deepkeys: two entry points on a fresh Debian / Raspberry Pi OS machine.
 #   make demo   install what the device needs, then accompany the bundled melodies
 #   make test   install everything (host tools included), then run the whole suite
+#   make install   on the Pi: the service user, config and systemd unit too
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,13 +14,17 @@ APT_DEVICE := python3-venv python3-dev gcc libasound2-dev libasound2-plugins \
 # The tests add the JACK server (virtual MIDI ports), MMA and an SSH server.
 APT_TEST   := $(APT_DEVICE) jackd2 mma openssh-server openssh-client
 
-.PHONY: demo test deps-device deps-test clean
+.PHONY: demo test install deps-device deps-test clean
 
 demo: $(VENV)/.device-installed
 	$(BIN)/deepkeys demo --out $(DEMO_OUT)
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest tests hil
+
+# The appliance on a Pi: the code in /opt/deepkeys, then user, config and service.
+install: $(VENV)/.device-installed
+	$(SUDO) $(BIN)/deepkeys install
 
 deps-device: $(VENV)/.device-installed
 deps-test: $(VENV)/.test-installed

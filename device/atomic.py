@@ -45,6 +45,21 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         f.write(data)
 
 
+def remove_partials(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete what writes cut short (a power cut, a SIGKILL) left in ``folder``:
+    the hidden ``.NAME.*.part`` files of :func:`atomic_open`. Returns them.
+
+    >>> remove_partials("/nonexistent")
+    []
+    """
+    gone = []
+    for part in sorted(Path(folder).glob(".*.part")):
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+            gone.append(part)
+    return gone
+
+
 def _fsync_dir(folder: Path) -> None:
     # The rename itself is only durable once the directory entry is on disk.
     with contextlib.suppress(OSError):

@@ -64,10 +64,19 @@ PUBLISH_TIMEOUT_S = 60.0
 LATENCY_WINDOW = 1024  # key-to-audio samples kept for the status
 LIVE_EVENTS = (NoteOn, NoteOff, ControlChange, PitchBend)
 BIG_ARGS = ("take", "composition")  # not sent to monitors
+RELOAD_TIMEOUT_S = 10.0
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _Reload:
+    """Main-loop event: swap in reloaded generators; ``applied`` is set once done."""
+
+    def __init__(self, generators: dict[str, Any]) -> None:
+        self.generators = generators
+        self.applied = threading.Event()
 
 
 class Daemon:
@@ -89,6 +98,7 @@ class Daemon:
         self.started_t = time.monotonic()
         self._stop = threading.Event()
         self._stopped = False
+        self._reload_lock = threading.Lock()  # one rescan at a time
         self._latency: deque[float] = deque(maxlen=LATENCY_WINDOW)  # appended by the audio thread
         self._generate_pool = concurrent.futures.ThreadPoolExecutor(1, "deepkeys-generate")
         self._save_pool = concurrent.futures.ThreadPoolExecutor(1, "deepkeys-save")
@@ -97,6 +107,7 @@ class Daemon:
     def start(self) -> None:
         """Bring every part up; READY=1 once all are. A part that fails is a UserError,
         and whatever was already up is closed again."""
+        self._remove_partials()
         try:
             self._start_models()
             self._start_audio()
@@ -112,21 +123,52 @@ class Daemon:
         log.info(kv(event="ready", genres=",".join(self.generators) or "none",
                     genre=self.box.genre or "none", seed=self.box.next_seed))
 
-    def _start_models(self) -> None:
-        from .generator import Generator
+    def _remove_partials(self) -> None:
+        """A save cut short (power cut, SIGKILL) leaves a hidden .part file, never a half
+        .mid; delete those, or every crash would leave one more behind."""
+        from .atomic import remove_partials
 
-        for genre, card in genres_in(self.cfg.paths.models).items():
-            try:
-                self.generators[genre] = Generator.from_card(card)
-            except UserError as exc:
-                log.error(kv(event="model_skipped", genre=genre, card=card, error=exc))
-            except Exception as exc:  # a corrupt model must not keep the keys silent
-                log.error(kv(event="model_skipped", genre=genre, card=card,
-                             error=_one_line(exc)))
-            else:
-                log.info(kv(event="model_loaded", genre=genre, card=card))
+        for folder in ("compositions", "takes"):
+            for part in remove_partials(self.cfg.paths.state_dir / folder):
+                log.warning(kv(event="partial_removed", path=part))
+
+    def _start_models(self) -> None:
+        self.generators, _ = self._scan_models({})
         if not self.generators:
             log.warning(kv(event="no_models", folders=",".join(map(str, self.cfg.paths.models))))
+
+    def _scan_models(self, current: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Load every genre in the model folders; returns (genre -> generator, errors).
+
+        A genre whose card and model are unchanged keeps its loaded generator. One
+        that fails to load keeps the generator it had (a broken deploy never replaces
+        a working model), or is left out if it had none.
+        """
+        from .card import load_card
+        from .generator import Generator
+
+        loaded: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for genre, card_file in genres_in(self.cfg.paths.models).items():
+            old = current.get(genre)
+            try:
+                card = load_card(card_file)
+                if old is not None and (old.card.path, old.card.sha256) == (card_file,
+                                                                             card.sha256):
+                    loaded[genre] = old
+                    continue
+                loaded[genre] = Generator(card)
+            except Exception as exc:  # a corrupt model must not keep the keys silent
+                errors[genre] = _one_line(exc)
+                kept = old is not None
+                if kept:
+                    loaded[genre] = old
+                log.error(kv(event="model_skipped", genre=genre, card=card_file,
+                             error=errors[genre], kept_previous=kept))
+            else:
+                log.info(kv(event="model_loaded", genre=genre, card=card_file,
+                            sha256=card.sha256[:12]))
+        return loaded, errors
 
     def _start_audio(self) -> None:
         from .audio import AudioOutput
@@ -185,6 +227,7 @@ class Daemon:
         self.control = ControlServer(self.cfg.paths.socket, {
             "status": lambda request: self.snapshot,
             "press": self._press,
+            "reload": self._reload,
         })
 
     def stop(self) -> None:
@@ -252,6 +295,9 @@ class Daemon:
 
     def dispatch(self, event: Any) -> None:
         """One event: sound it if it is a key, then the state machine, then its actions."""
+        if isinstance(event, _Reload):
+            self._apply_reload(event)
+            return
         if isinstance(event, LIVE_EVENTS) and not self._is_transport(event):
             self.synth.handle(event)
         if not isinstance(event, Tick):
@@ -422,6 +468,37 @@ class Daemon:
             log.info(kv(event="published", mid=mid))
 
     # ================================================================ control socket
+    def _reload(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Control thread: rescan the model folders (``deepkeys receive`` asks after a
+        deploy). Models load here, off the main loop, so the keys keep sounding; the
+        loop then swaps them in and gives the GENRE button its new list."""
+        with self._reload_lock:
+            before = dict(self.generators)
+            generators, errors = self._scan_models(before)
+            swap = _Reload(generators)
+            try:
+                self.events.put(swap, timeout=1.0)
+            except queue.Full:
+                raise UserError("the daemon is busy (event queue full); try again") from None
+            if not swap.applied.wait(RELOAD_TIMEOUT_S):
+                raise UserError(f"the daemon did not apply the reload within "
+                                f"{RELOAD_TIMEOUT_S:g} s")
+        changed = [g for g in generators if before.get(g) is not generators[g]]
+        log.info(kv(event="models_reloaded", genres=",".join(generators) or "none",
+                    changed=",".join(changed) or "none", errors=len(errors)))
+        return {"genres": list(generators), "changed": changed,
+                "removed": [g for g in before if g not in generators], "errors": errors,
+                "sha256": {g: gen.card.sha256 for g, gen in generators.items()}}
+
+    def _apply_reload(self, swap: _Reload) -> None:
+        """Main loop: the new generators, and the GENRE button's new list."""
+        self.generators = swap.generators
+        try:
+            for a in self.box.set_genres(list(swap.generators)):
+                self._do(a)
+        finally:
+            swap.applied.set()
+
     def _press(self, request: dict[str, Any]) -> dict[str, Any]:
         """Control thread: a panel press from the CLI; only queues it."""
         name = request.get("button")

@@ -201,7 +201,12 @@ class Appliance:
         if name == "generate":
             return self._generate(t)
         if name == "play":
-            return self._stop(t) if self._mode != IDLE else self._play(t)
+            if self._mode != IDLE:
+                return self._stop(t)
+            if self.composition is None and self.generating is None:
+                # Nothing to play: PLAY/STOP is STOP, the panic button for stuck notes.
+                return self._play(t) + [action("stop_playback")]
+            return self._play(t)
         return [_log(button=name, result="ignored", reason="unknown_button")]
 
     def _tick(self, t: float) -> list[Action]:

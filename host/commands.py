@@ -4,13 +4,14 @@ of ``bench generate``). The CLI imports this module only when one of them runs."
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..device.card import ModelCard, load_card
-from ..device.encoding import voice_to_notes
+from ..device.encoding import DEFAULT_DRUM_NOTES, voice_to_notes
 from ..device.errors import UserError
 from ..device.generator import Generator
 from ..device.models import card_path
@@ -22,29 +23,47 @@ def _run_dir(args: argparse.Namespace) -> Path:
     return args.run_dir or DEFAULT_RUNS / args.genre
 
 
+def _data_args(args: argparse.Namespace) -> str:
+    """The data options of a command line, quoted, for the exact command in a card."""
+    words = []
+    if getattr(args, "data", None):
+        words += ["--data", shlex.quote(str(args.data))]
+    if getattr(args, "melody_track", None):
+        words += ["--melody-track", shlex.quote(args.melody_track)]
+    return "".join(f" {w}" for w in words)
+
+
 def train(args: argparse.Namespace) -> int:
     from .train import train as run_training
 
     run_dir = _run_dir(args)
     # The card records this, so anyone can retrain the model exactly.
-    command = f"deepkeys train --genre {args.genre} --epochs {args.epochs} --seed {args.seed}"
-    best = run_training(args.genre, run_dir, args.epochs, args.seed, args.resume, command)
+    command = (f"deepkeys train --genre {shlex.quote(args.genre)} --epochs {args.epochs} "
+               f"--seed {args.seed}{_data_args(args)}")
+    best = run_training(args.genre, run_dir, args.epochs, args.seed, args.resume, command,
+                        data_folder=args.data, melody_track=args.melody_track)
     print(f"weights={best}\nlog={run_dir / 'log.jsonl'}\nplot={run_dir / 'training.png'}")
     return 0
 
 
-def _test_windows(genre: str, bars: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from . import chorales
+def _dataset_text(genre: str, data_folder: Path | None) -> str:
+    from .export import INSTRUMENTATION, MMA_DATASET
+    from .styles import STYLES, mma_version
 
-    if genre != "chorale":
-        raise UserError(f"no held-out data recipe for genre {genre!r} yet")
-    by_name = {c.name: c for c in chorales.load_chorales()}
-    names = [n for n in chorales.load_split()["test"] if n in by_name]
-    return chorales.windows([by_name[n] for n in names], bars=bars, hop_bars=1)
+    if data_folder is not None:
+        return (f"Your own MIDI files in {data_folder}: 4/4 phrases, tracks mapped by GM program "
+                "family onto bass, comp, pad and drums; melody from the named track or the top "
+                "monophonic line; split by file")
+    if genre in STYLES:
+        style = STYLES[genre]
+        return MMA_DATASET.format(mma=mma_version(), grooves=", ".join(style.grooves),
+                                  swing=" (MMA's swung 8ths straightened; the card swings them "
+                                  "back)" if style.swing else "")
+    return INSTRUMENTATION[genre]["dataset"]
 
 
 def export(args: argparse.Namespace) -> int:
-    from . import chorales
+    from .dataset import load_windows
     from .export import add_metrics, calibration_set, export as run_export, load_run
     from .train import read_log
 
@@ -52,57 +71,87 @@ def export(args: argparse.Namespace) -> int:
     if not (run_dir / "best.weights.h5").exists():
         raise UserError(f"{run_dir}: no trained weights (run 'deepkeys train --genre "
                         f"{args.genre}' first)")
-    _, cfg = load_run(run_dir)
-    by_name = {c.name: c for c in chorales.load_chorales()}
-    train_set = [by_name[n] for n in chorales.load_split()["train"] if n in by_name]
-    pitch, onset, _ = chorales.windows(train_set, bars=cfg.bars)
-    soprano = pitch[:, 0][pitch[:, 0] >= 0]
-    card = run_export(run_dir, args.genre, args.out, calibration_set(pitch, onset, cfg),
-                      melody_center=int(np.median(soprano)),
-                      history=read_log(run_dir / "log.jsonl"), extra_provenance={})
-    test_pitch, test_onset, test_names = _test_windows(args.genre, cfg.bars)
-    f1 = int8_float_agreement(card, test_pitch, test_onset)
-    table = evaluation(card, test_pitch, test_onset, test_names, seed=0)
+    config, cfg = load_run(run_dir)
+    data_folder = args.data or _recorded_data(config)
+    data = load_windows(args.genre, data_folder, args.melody_track, cfg.bars)
+    train_melody = data["train"].melody_pitch
+    card = run_export(run_dir, args.genre, args.out, calibration_set(data["train"], cfg),
+                      melody_center=int(np.median(train_melody[train_melody >= 0])),
+                      history=read_log(run_dir / "log.jsonl"), extra_provenance={},
+                      dataset=_dataset_text(args.genre, data_folder))
+    f1 = int8_float_agreement(card, data["test"])
+    table = evaluation(card, data["test"], seed=0)
     add_metrics(card.path, {"test_split": table, "int8_vs_float_note_f1": round(f1, 4),
-                            "evaluate_command": f"deepkeys evaluate --genre {args.genre}"})
+                            "evaluate_command": f"deepkeys evaluate --genre {args.genre}"
+                                                f"{_data_args(args)}"})
     print(f"model={card.model_path}\ncard={card.path}\nint8_vs_float_note_f1={f1:.3f}")
     return 0
 
 
-def evaluation(card: ModelCard, pitch: np.ndarray, onset: np.ndarray, names: list[str],
-               seed: int = 0, temperature: float | None = None) -> dict[str, dict[str, float]]:
+def _recorded_data(config: dict) -> Path | None:
+    """The --data folder a run was trained on, read back from its command."""
+    words = shlex.split(config.get("command", ""))
+    return Path(words[words.index("--data") + 1]) if "--data" in words else None
+
+
+def kinds_of(card: ModelCard) -> dict[str, str]:
+    return {t.name: t.kind for t in card.tracks}
+
+
+def drum_notes_of(card: ModelCard) -> tuple[int, ...]:
+    return next((t.drum_notes for t in card.tracks if t.kind == "drums"), DEFAULT_DRUM_NOTES)
+
+
+def generated_parts(card: ModelCard, windows, seed: int = 0,
+                    temperature: float | None = None) -> list[dict]:
+    """The int8 model's accompaniment of every window's melody, as the device makes it."""
+    generator = Generator(card)
+    steps = windows.melody_pitch.shape[1]
+    return [generator.accompany(voice_to_notes(windows.melody_pitch[i], windows.melody_onset[i]),
+                                steps, seed=seed + i, temperature=temperature)
+            for i in range(len(windows))]
+
+
+def evaluation(card: ModelCard, windows, seed: int = 0,
+               temperature: float | None = None) -> dict[str, dict[str, float]]:
     """The evaluate table: int8 generation vs real vs shuffled, on held-out windows."""
     from .evaluate import evaluate_table
 
-    generator = Generator(card)
-    voice_names = [t.name for t in card.tracks]
-
-    def generate(melody_pitch: np.ndarray, melody_onset: np.ndarray):
-        n, steps = melody_pitch.shape
-        out_p = np.empty((n, len(voice_names), steps), np.int16)
-        out_o = np.empty((n, len(voice_names), steps), bool)
-        for i in range(n):
-            voices = generator.accompany(voice_to_notes(melody_pitch[i], melody_onset[i]), steps,
-                                         seed=seed + i, temperature=temperature)
-            for v, name in enumerate(voice_names):
-                out_p[i, v], out_o[i, v] = voices[name]
-        return out_p, out_o
-
-    table = evaluate_table(pitch, onset, names, generate, voice_names)
+    table = evaluate_table(windows, kinds_of(card),
+                           lambda *_: generated_parts(card, windows, seed, temperature),
+                           drum_notes_of(card))
     return {row: {k: round(v, 4) for k, v in vals.items()} for row, vals in table.items()}
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import format_table
+    from .dataset import load_windows
+    from .evaluate import format_table, genre_confusion, quality_checks
 
-    card = load_card(card_path(args.genre, args.models))
-    pitch, onset, names = _test_windows(args.genre, card.bars)
-    table = evaluation(card, pitch, onset, names, seed=args.seed, temperature=args.temperature)
-    temperature = card.playback.temperature if args.temperature is None else args.temperature
-    print(f"evaluate: genre={args.genre} model={card.model_path} windows={len(pitch)} "
-          f"(test split, {card.bars}-bar windows) temperature={temperature}")
-    print(format_table(table))
+    genres = args.genre
+    tests, cards = {}, {}
+    for genre in genres:
+        card = load_card(card_path(genre, args.models))
+        windows = load_windows(genre, args.data, args.melody_track, card.bars)["test"]
+        table = evaluation(card, windows, seed=args.seed, temperature=args.temperature)
+        temperature = card.playback.temperature if args.temperature is None else args.temperature
+        print(f"evaluate: genre={genre} model={card.model_path} windows={len(windows)} "
+              f"(held-out melodies, {card.bars}-bar windows) temperature={temperature}")
+        print(format_table(table))
+        if any(t.kind != "mono" for t in card.tracks):
+            print(quality_checks(table))
+        print()
+        tests[genre], cards[genre] = windows, card
+    if len(genres) > 1:
+        real = {g: true_parts_of(cards[g], tests[g]) for g in genres}
+        made = {g: generated_parts(cards[g], tests[g], args.seed, args.temperature) for g in genres}
+        print(genre_confusion(real, made))
     return 0
+
+
+def true_parts_of(card: ModelCard, windows) -> list[dict]:
+    from .evaluate import true_parts
+
+    return true_parts(windows, kinds_of(card), drum_notes_of(card))
 
 
 def float_model_of(card: ModelCard, batch_size: int | None = None):
@@ -118,33 +167,35 @@ def float_model_of(card: ModelCard, batch_size: int | None = None):
     return model
 
 
-def int8_float_agreement(card: ModelCard, pitch: np.ndarray, onset: np.ndarray) -> float:
-    """Frame-level note F1 between the int8 and float models' decoded voices (temperature 0)."""
-    from .evaluate import decode_windows
+def int8_float_agreement(card: ModelCard, windows) -> float:
+    """Note-cell F1 between the int8 and the float model's decoded tracks, at temperature 0:
+    the (track, step, pitch) cells both sound over those either sounds."""
+    from .evaluate import decode_outputs
     from .model import GeneratorConfig, melody_tensor
 
     cfg = GeneratorConfig.from_json(card.provenance["generator"])
+    kinds, drum_notes = kinds_of(card), drum_notes_of(card)
     generator = Generator(card)
     model = float_model_of(card)
     noise = np.random.default_rng(0).standard_normal(cfg.noise_dim).astype(np.float32)
-    melody = melody_tensor(pitch[:, 0], onset[:, 0], cfg)
+    melody = melody_tensor(windows.melody_pitch, windows.melody_onset, cfg)
     out = model.predict({"melody": melody, "noise": np.tile(noise, (len(melody), 1))},
                         batch_size=64, verbose=0)
-    names = [t.name for t in card.tracks]
-    float_p, _ = decode_windows(np.stack([out[n] for n in names], axis=2),
-                                np.stack([out[f"{n}_onset"] for n in names], axis=2), cfg.pitch_low)
-    tp = fp = fn = 0
-    for i in range(len(pitch)):
-        q = generator.infer(pitch[i, 0], onset[i, 0], noise)
-        q_p, _ = decode_windows(np.stack([q[n] for n in names], axis=1)[None],
-                                np.stack([q[f"{n}_onset"] for n in names], axis=1)[None],
-                                cfg.pitch_low)
-        a, b = q_p[0], float_p[i]
-        on_a, on_b = a >= 0, b >= 0
-        tp += int(np.sum(on_a & on_b & (a == b)))
-        fp += int(np.sum(on_a & ~(on_b & (a == b))))
-        fn += int(np.sum(on_b & ~(on_a & (a == b))))
-    return 2 * tp / max(2 * tp + fp + fn, 1)
+    float_parts = decode_outputs(out, kinds, cfg.pitch_low, drum_notes=drum_notes)
+    both = either = 0
+    for i in range(len(melody)):
+        q = generator.infer(windows.melody_pitch[i], windows.melody_onset[i], noise)
+        int8_parts = decode_outputs({k: v[None] for k, v in q.items()}, kinds, cfg.pitch_low,
+                                    drum_notes=drum_notes)[0]
+        a, b = _cells(int8_parts), _cells(float_parts[i])
+        both += len(a & b)
+        either += len(a) + len(b)
+    return 2 * both / max(either, 1)
+
+
+def _cells(parts: dict) -> set[tuple[str, int, int]]:
+    return {(name, t, n.pitch) for name, notes in parts.items() for n in notes
+            for t in range(n.start, n.end)}
 
 
 def bench_float(result, runs: int) -> None:

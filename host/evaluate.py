@@ -136,3 +136,76 @@ def format_table(rows: dict[str, dict[str, float]], keys: Sequence[str] = HEADLI
         cells = [f"{row[k]:.3f}" if k in row and np.isfinite(row[k]) else "-" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# The quality bar of a band genre against MMA's own accompaniment of the same chords.
+WITHIN = 0.20  # EB, UPC, QN, DP and TD within 20 % of MMA's
+MIN_DP = 0.85  # drums on the 8th grid
+CONSONANCE_SLACK = 0.05
+
+
+def quality_checks(table: dict[str, dict[str, float]]) -> str:
+    """PASS/FAIL lines for the quality bar, generated vs the data's ("real") row."""
+    gen, real = table["generated"], table["real"]
+    lines = []
+    for key in ("EB", "UPC", "QN", "DP", "TD"):
+        if key in gen and key in real and np.isfinite(real[key]) and real[key]:
+            off = abs(gen[key] - real[key]) / real[key]
+            lines.append((f"{key} within {WITHIN:.0%} of the data's", off <= WITHIN,
+                          f"{gen[key]:.3f} vs {real[key]:.3f} ({off:+.0%})"))
+    if "DP" in gen:
+        lines.append((f"drums on the grid (DP) >= {MIN_DP}", gen["DP"] >= MIN_DP,
+                      f"{gen['DP']:.3f}"))
+    lines.append((f"consonance >= data's - {CONSONANCE_SLACK}",
+                  gen["consonance"] >= real["consonance"] - CONSONANCE_SLACK,
+                  f"{gen['consonance']:.3f} vs {real['consonance']:.3f}"))
+    return "\n".join(f"{'PASS' if ok else 'FAIL'}  {what}: {detail}" for what, ok, detail in lines)
+
+
+def style_features(parts: Parts, steps_per_bar: int = 16) -> np.ndarray:
+    """Drum and bass (and comping) statistics of one window, for telling genres apart:
+    hits per bar of each drum class, where in the bar the drums and the bass play, how
+    long bass notes last, and how often the comping attacks."""
+    from ..device.encoding import drum_class_of, DRUM_CLASSES
+
+    drums, bass, comp = parts.get("drums", []), parts.get("bass", []), parts.get("comp", [])
+    bars = max(1, max((n.end for p in parts.values() for n in p), default=1) / steps_per_bar)
+    per_class = np.zeros(len(DRUM_CLASSES))
+    drum_pos = np.zeros(steps_per_bar)
+    for n in drums:
+        cls = drum_class_of(n.pitch)
+        if cls is not None:
+            per_class[cls] += 1
+        drum_pos[n.start % steps_per_bar] += 1
+    bass_pos = np.zeros(steps_per_bar)
+    for n in bass:
+        bass_pos[n.start % steps_per_bar] += 1
+    comp_starts = len({n.start for n in comp})
+    bass_len = np.mean([n.length for n in bass]) if bass else 0.0
+    return np.concatenate([per_class / bars, drum_pos / bars, bass_pos / bars,
+                           [len(bass) / bars, bass_len, comp_starts / bars]])
+
+
+def genre_confusion(real: dict[str, list[Parts]], made: dict[str, list[Parts]]) -> str:
+    """Do the genres differ? A nearest-centroid classifier learns each genre from its
+    data's accompaniment (standardized :func:`style_features`) and names the genre of
+    every generated window; the table is its confusion, rows the true genre."""
+    genres = list(real)
+    feats = {g: np.array([style_features(p) for p in real[g]]) for g in genres}
+    allf = np.concatenate(list(feats.values()))
+    mean, std = allf.mean(axis=0), allf.std(axis=0) + 1e-6
+    centroids = np.array([((feats[g] - mean) / std).mean(axis=0) for g in genres])
+    lines = ["| generated \\ classified as | " + " | ".join(genres) + " | accuracy |",
+             "|---|" + "---|" * (len(genres) + 1)]
+    correct = total = 0
+    for i, g in enumerate(genres):
+        x = (np.array([style_features(p) for p in made[g]]) - mean) / std
+        guess = np.argmin(((x[:, None] - centroids[None]) ** 2).sum(axis=-1), axis=1)
+        counts = np.bincount(guess, minlength=len(genres))
+        correct += counts[i]
+        total += len(guess)
+        lines.append(f"| {g} | " + " | ".join(str(c) for c in counts)
+                     + f" | {counts[i] / max(len(guess), 1):.0%} |")
+    lines.append(f"\nGenre of generated windows recognized by a classifier trained on the data: "
+                 f"{correct / max(total, 1):.1%} ({correct}/{total}; chance {1 / len(genres):.0%})")
+    return "\n".join(lines)

@@ -18,25 +18,65 @@ import tensorflow as tf
 
 from ..device.atomic import atomic_write_bytes
 from ..device.card import ModelCard, Playback, TensorSpec, TrackSpec, load_card, sha256_of
+from ..device.encoding import DRUM_CLASSES
 from ..device.generator import Generator
 from .model import GeneratorConfig, build_generator, melody_tensor
 
 log = logging.getLogger("deepkeys.export")
 
-# How each genre sounds: GM programs, channels, tempo, swing and velocity shaping.
+MMA_DATASET = (
+    "Style-template data, not recorded music. Melodies and harmony: the music21 corpus's Bach "
+    "chorales (soprano = melody; the four voices reduced to one or two chords a bar). "
+    "Accompaniment: Debian's mma {mma} rendering those progressions in the grooves {grooves}; "
+    "its output mapped by GM program family onto bass (lowest line), comp, pad and drum "
+    "classes; 16th grid{swing}; 4-bar windows, 1-bar hop; transposition augmentation; split by "
+    "chorale (host/splits/chorale.json)")
+
+
+def _band(description: str, bass: int, comp: int, pad: int, tempo: float, swing: float = 0.5,
+          temperature: float = 0.5, accent: float = 0.15,
+          drum_notes: dict[str, int] | None = None) -> dict:
+    """The instrumentation of a band genre: GM programs of bass, comp and pad."""
+    return {"description": description,
+            "tracks": {"bass": (bass, 1, 84), "comp": (comp, 2, 68), "pad": (pad, 3, 56),
+                       "drums": (0, 9, 80)},
+            "drum_notes": drum_notes or {},
+            "playback": Playback(tempo_bpm=tempo, swing=swing, temperature=temperature,
+                                 melody_program=0, melody_velocity=100, accent=accent)}
+
+
+# How each genre sounds: GM programs, channels, velocities, tempo, swing, accents.
 INSTRUMENTATION = {
     "chorale": {
         "description": (
             "Four-part chorale harmony: alto, tenor and bass voices for the melody you play, "
             "learned from J. S. Bach's chorales (real music, the music21 corpus)."),
-        "tracks": [("alto", 19, 1, 72), ("tenor", 19, 2, 68), ("bass", 19, 3, 76)],  # church organ
+        "tracks": {"alto": (19, 1, 72), "tenor": (19, 2, 68), "bass": (19, 3, 76)},  # organ
         "playback": Playback(tempo_bpm=76, swing=0.5, temperature=0.5, melody_program=0,
                              melody_velocity=100, accent=0.12),
         "dataset": ("music21 corpus: Bach chorales in 4/4 with exactly four parts, soprano = "
                     "melody, alto/tenor/bass = accompaniment; 16th grid; 4-bar windows, 1-bar "
                     "hop; transposition augmentation; split by chorale (host/splits/chorale.json)"),
     },
+    "rock": _band("Rock band: drums, picked bass, overdriven guitar and organ.",
+                  34, 29, 18, 120, accent=0.2),
+    "pop": _band("Pop ballad and 8-beat: drums, bass, electric piano and strings.",
+                 33, 4, 48, 96),
+    "jazz": _band("Swing jazz combo: ride and brushes, walking bass, jazz guitar, brass.",
+                  32, 26, 61, 132, swing=0.64, accent=0.1),
+    "bossa": _band("Bossa nova: side-stick and shaker, bass, nylon guitar, strings.",
+                   32, 24, 48, 128, accent=0.1, drum_notes={"snare": 37}),
+    "blues": _band("Blues shuffle: drums, bass, organ and brass.", 33, 16, 61, 92, swing=0.64),
+    "funk": _band("Funk: drums, slap bass, muted guitar and horns.", 36, 28, 61, 104,
+                  accent=0.2),
+    "country": _band("Country: drums, bass, steel guitar and fiddle.", 32, 25, 110, 112),
 }
+
+
+def instrumentation(genre: str) -> dict:
+    """A genre's instrumentation; a user's own genre sounds like a plain band."""
+    return INSTRUMENTATION.get(genre) or _band(
+        f"{genre}: trained from your own MIDI files.", 33, 0, 48, 110)
 
 
 def load_run(run_dir: Path) -> tuple[dict, GeneratorConfig]:
@@ -98,11 +138,16 @@ def git_commit() -> str:
         return "unknown"
 
 
+def _val_loss(row: dict) -> float:
+    return row.get("val_loss", row.get("val_ce", np.inf))  # val_ce: logs before band models
+
+
 def export(run_dir: Path, genre: str, out_dir: Path, calibration_melodies: np.ndarray,
-           melody_center: int, history: list[dict], extra_provenance: dict) -> ModelCard:
+           melody_center: int, history: list[dict], extra_provenance: dict,
+           dataset: str) -> ModelCard:
     """Write ``out_dir/<genre>.tflite``, ``.json`` and the float weights; return the card."""
     config, cfg = load_run(run_dir)
-    spec = INSTRUMENTATION[genre]
+    spec = instrumentation(genre)
     model = float_generator(run_dir, batch_size=1)
     model_bytes = convert_int8(model, cfg, calibration_melodies)
     inputs, outputs = tensor_specs(model_bytes)
@@ -113,21 +158,26 @@ def export(run_dir: Path, genre: str, out_dir: Path, calibration_melodies: np.nd
     float_weights = out_dir / f"{genre}.float.weights.h5"
     model.save_weights(float_weights)  # for `bench generate` and the int8-vs-float check
 
-    tracks = tuple(TrackSpec(name=name, program=program, channel=channel, kind="mono",
-                             output=name, onset_output=f"{name}_onset", velocity=velocity)
-                   for name, program, channel, velocity in spec["tracks"])
+    tracks = []
+    for name, kind in cfg.kinds().items():
+        program, channel, velocity = spec["tracks"][name]
+        drum_notes = tuple(spec.get("drum_notes", {}).get(cls, notes[0]) for cls, notes in DRUM_CLASSES)
+        tracks.append(TrackSpec(
+            name=name, program=program, channel=channel, kind=kind, is_drum=kind == "drums",
+            output=name, onset_output="" if kind == "drums" else f"{name}_onset",
+            velocity=velocity, drum_notes=drum_notes if kind == "drums" else ()))
     card = ModelCard(
         genre=genre, bars=cfg.bars, pitch_low=cfg.pitch_low, pitch_high=cfg.pitch_high,
-        melody_center=melody_center, inputs=inputs, outputs=outputs, tracks=tracks,
+        melody_center=melody_center, inputs=inputs, outputs=outputs, tracks=tuple(tracks),
         playback=spec["playback"], sha256=sha256_of(tflite), description=spec["description"],
         provenance={
-            "dataset": spec["dataset"],
+            "dataset": dataset,
             "train_command": config["command"],
             "code_commit": git_commit(),
             "generator": cfg.to_json(),
             "train_config": config["train"],
             "epochs_run": len(history),
-            "best_epoch": min(history, key=lambda r: r["val_ce"])["epoch"] if history else None,
+            "best_epoch": min(history, key=_val_loss)["epoch"] if history else None,
             "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()}
                         for r in history],
             "float_weights": float_weights.name,
@@ -151,8 +201,8 @@ def add_metrics(card_path: Path, metrics: dict) -> None:
     atomic_write_bytes(card_path, (json.dumps(raw, indent=1) + "\n").encode())
 
 
-def calibration_set(pitch: np.ndarray, onset: np.ndarray, cfg: GeneratorConfig,
-                    n: int = 256, seed: int = 0) -> np.ndarray:
+def calibration_set(windows, cfg: GeneratorConfig, n: int = 256, seed: int = 0) -> np.ndarray:
+    """Melody inputs of ``n`` training windows, for the int8 calibration."""
     rng = np.random.default_rng(seed)
-    idx = rng.choice(len(pitch), size=min(n, len(pitch)), replace=False)
-    return melody_tensor(pitch[idx, 0], onset[idx, 0], cfg)
+    idx = rng.choice(len(windows), size=min(n, len(windows)), replace=False)
+    return melody_tensor(windows.melody_pitch[idx], windows.melody_onset[idx], cfg)

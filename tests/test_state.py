@@ -524,7 +524,9 @@ def test_generation_failure_while_idle_goes_back_to_idle():
     assert box.handle(GenerationDone("chorale", 0, None, error="bad model")) == [
         led("busy", "off"), log("generation=failed genre=chorale seed=0 error='bad model'")]
     assert box.state == "idle" and box.composition is None
-    assert box.handle(Button("play", t=5.0)) == [log("play=ignored reason=nothing_to_play")]
+    # Nothing to play: PLAY/STOP still stops, releasing any stuck note.
+    assert box.handle(Button("play", t=5.0)) == [log("play=ignored reason=nothing_to_play"),
+                                                 STOP]
     # It may be tried again, with the next seed.
     assert box.handle(Button("generate", t=6.0))[1].args["seed"] == 1
 

@@ -16,13 +16,14 @@ tf = pytest.importorskip("tensorflow")
 from deepkeys.device.card import load_card, sha256_of  # noqa: E402
 from deepkeys.device.generator import Generator  # noqa: E402
 from deepkeys.host import chorales  # noqa: E402
-from deepkeys.host.commands import _test_windows, int8_float_agreement  # noqa: E402
+from deepkeys.host.commands import int8_float_agreement  # noqa: E402
+from deepkeys.host.dataset import Windows, load_windows  # noqa: E402
 from deepkeys.host.export import calibration_set, export  # noqa: E402
 from deepkeys.host.model import GeneratorConfig, TrainConfig  # noqa: E402
-from deepkeys.host.train import Dataset, Trainer, read_log  # noqa: E402
+from deepkeys.host.train import Trainer, read_log  # noqa: E402
 
 TINY = GeneratorConfig(widths=(16, 16, 16, 16), critic_widths=(8, 8, 8, 8), noise_dim=4)
-LOSS_KEYS = {"g_loss", "ce", "onset_bce", "g_adv", "d_loss", "val_ce", "val_in_key",
+LOSS_KEYS = {"g_loss", "loss", "ce", "onset_bce", "g_adv", "d_loss", "val_loss", "val_in_key",
              "val_consonance", "val_QN", "seconds"}
 
 
@@ -33,8 +34,7 @@ def tiny_data():
     val = [chorales.parse_chorale(n) for n in split["validation"][:1]]
     sets = {}
     for part, cs in (("train", train), ("validation", val)):
-        pitch, onset, _ = chorales.windows(cs, bars=TINY.bars)
-        sets[part] = Dataset(pitch, onset, TINY)
+        sets[part] = Windows.voices_only(*chorales.windows(cs, bars=TINY.bars))
     return sets
 
 
@@ -53,7 +53,7 @@ def test_training_logs_both_losses_and_metrics_per_epoch(tiny_run):
     for row in rows:
         assert LOSS_KEYS <= set(row)
         assert all(np.isfinite(row[k]) for k in LOSS_KEYS)
-    assert rows[1]["ce"] < rows[0]["ce"]  # it learns something even in two tiny epochs
+    assert rows[1]["loss"] < rows[0]["loss"]  # it learns something even in two tiny epochs
     assert (tiny_run / "training.png").read_bytes()[:4] == b"\x89PNG"
     assert (tiny_run / "best.weights.h5").exists()
 
@@ -79,9 +79,9 @@ def test_stop_rule_ends_training_when_validation_stops_improving(tiny_data, tmp_
 
 def test_export_writes_an_int8_model_the_device_accepts(tiny_run, tiny_data, tmp_path):
     data = tiny_data["train"]
-    card = export(tiny_run, "chorale", tmp_path, calibration_set(data.pitch, data.onset, TINY),
+    card = export(tiny_run, "chorale", tmp_path, calibration_set(data, TINY),
                   melody_center=69, history=read_log(tiny_run / "log.jsonl"),
-                  extra_provenance={})
+                  extra_provenance={}, dataset="four chorales")
     assert card.sha256 == sha256_of(tmp_path / "chorale.tflite")
     for name, spec in {**card.inputs, **card.outputs}.items():
         assert spec.shape[0] == 1, name  # batch fixed to 1
@@ -94,8 +94,7 @@ def test_export_writes_an_int8_model_the_device_accepts(tiny_run, tiny_data, tmp
 
 def test_shipped_model_int8_agrees_with_its_float_weights(chorale_card):
     card = load_card(chorale_card)
-    pitch, onset, _ = _test_windows("chorale", card.bars)
-    f1 = int8_float_agreement(card, pitch, onset)
+    f1 = int8_float_agreement(card, load_windows("chorale", bars=card.bars)["test"])
     assert f1 >= 0.95, f"int8 vs float note F1 on the test split is {f1:.3f}"
 
 
@@ -116,7 +115,8 @@ def test_evaluate_prints_the_quality_table_and_the_shipped_model_meets_the_bar(c
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = {cells[0]: dict(zip(header[1:], map(float, cells[1:])))
+    rows = {cells[0]: dict(zip(header[1:], (float("nan") if c == "-" else float(c)
+                                            for c in cells[1:])))
             for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[1:])}
     assert set(rows) == {"generated", "real", "shuffled"}
     gen, real, shuffled = rows["generated"], rows["real"], rows["shuffled"]
