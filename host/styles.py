@@ -34,11 +34,11 @@ from ..device.encoding import REST, STEPS_PER_BAR
 from ..device.errors import UserError
 from . import chorales
 from .dataset import Windows
-from .multitrack import GridPart, bars_of, grid_parts, line, read_notes
+from .multitrack import GridPart, MidiNote, bars_of, grid_parts, line, read_notes
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump whenever rendering or mapping changes what the arrays hold
+CACHE_VERSION = 3  # bump whenever rendering or mapping changes what the arrays hold
 STEPS_PER_CHORD = STEPS_PER_BAR // 2  # at most two chords a bar
 TRACKS = {"mono": ("bass",), "poly": ("comp", "pad"), "drums": ("drums",)}  # the model's parts
 POLY_ROLES = TRACKS["poly"]
@@ -137,6 +137,12 @@ def mma_version() -> str:
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "unknown"
 
 
+def mma_roles(notes: list[MidiNote]) -> dict[str, str]:
+    """MMA names its bass tracks Bass* and Walk*, whatever instrument plays them: the
+    bossa nova's bass is a guitar (program 26). Other tracks go by program family."""
+    return {n.track: "bass" for n in notes if n.track.split("-")[0] in ("Bass", "Walk")}
+
+
 def render(progressions: list[list[list[str]]], groove: str, tempo_bpm: float,
            out_mid: Path) -> None:
     """Render every progression back to back in one groove into ``out_mid``."""
@@ -184,7 +190,7 @@ def render_genre(genre: str, names: list[str]) -> list[StylePiece]:
                 window = [n for n in notes if begin <= n.start < begin + len(prog) * 4]
                 shifted = [type(n)(n.pitch, n.start - begin, n.end - begin, n.channel,
                                    n.program, n.track) for n in window]
-                parts = grid_parts(shifted, steps, swing=style.swing)
+                parts = grid_parts(shifted, steps, swing=style.swing, roles=mma_roles(shifted))
                 melody_pitch = np.full(steps, REST, np.int16)
                 melody_onset = np.zeros(steps, bool)
                 melody_pitch[: piece.pitch.shape[1]] = piece.pitch[0]
