@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,9 @@ class ModelCard:
     tracks: tuple[TrackSpec, ...]
     playback: Playback
     sha256: str
+    # Style genres learn several grooves; the first len(grooves) values of the noise
+    # input select one (one-hot), the rest are Gaussian noise.
+    grooves: tuple[str, ...] = ()
     description: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # where the card was read from
@@ -123,6 +127,7 @@ class ModelCard:
                 "pitch_low": self.pitch_low,
                 "pitch_high": self.pitch_high,
                 "melody_center": self.melody_center,
+                "grooves": list(self.grooves),
                 "inputs": {k: v.to_json() for k, v in self.inputs.items()},
                 "outputs": {k: v.to_json() for k, v in self.outputs.items()},
             },
@@ -201,12 +206,16 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
         tracks=tracks,
         playback=Playback(**raw.get("playback", {})),
         sha256=str(raw["sha256"]),
+        grooves=tuple(str(g) for g in shapes.get("grooves", ())),
         description=str(raw.get("description", "")),
         provenance=dict(raw.get("provenance", {})),
         path=path,
     )
     if shapes.get("steps", card.steps) != card.steps:
         raise ValueError("steps does not equal bars x 16")
+    if card.grooves and ("noise" not in inputs
+                         or len(card.grooves) >= math.prod(inputs["noise"].shape)):
+        raise ValueError("grooves need a noise input with more values than grooves")
     if not 0 <= card.pitch_low < card.pitch_high <= 127:
         raise ValueError("pitch window out of MIDI range")
     return card

@@ -55,7 +55,9 @@ def arrange(melody: Melody, parts: dict[str, list[Note]], card: ModelCard,
 def compose(melody: Melody, generator: Generator, seed: int = 0, tempo_bpm: float | None = None,
             temperature: float | None = None) -> Composition:
     parts = generator.accompany(melody.notes, melody.n_steps, seed=seed, temperature=temperature)
-    return arrange(melody, parts, generator.card, tempo_bpm)
+    comp = arrange(melody, parts, generator.card, tempo_bpm)
+    comp.groove = generator.last_groove
+    return comp
 
 
 def save(comp: Composition, out_dir: Path, stem: str, wav: bool = True,

@@ -389,7 +389,7 @@ class Daemon:
             comp = compose(take, generator, seed=seed, tempo_bpm=bpm)
             done = GenerationDone(genre, seed, comp, t=time.monotonic())
             self.counts["generations"] += 1
-            log.info(kv(event="generated", genre=genre, seed=seed,
+            log.info(kv(event="generated", genre=genre, seed=seed, groove=comp.groove or "-",
                         ms=round((time.monotonic() - t0) * 1e3, 1)))
         except Exception as exc:
             self.counts["generation_errors"] += 1
@@ -423,7 +423,8 @@ class Daemon:
         from .midifile import write_composition
 
         generator = self.generators.get(genre)
-        meta = {"kind": "composition", "genre": genre, "seed": seed, "tempo": comp.tempo_bpm,
+        meta = {"kind": "composition", "genre": genre, "seed": seed, "groove": comp.groove,
+                "tempo": comp.tempo_bpm,
                 "bars": comp.n_steps // 16, "tracks": [t.name for t in comp.tracks],
                 "model_sha256": generator.card.sha256 if generator else None,
                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}

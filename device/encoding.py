@@ -91,6 +91,7 @@ class Composition:
     n_steps: int
     tempo_bpm: float
     swing: float = 0.5
+    groove: str | None = None  # which of a style genre's grooves accompanies it
 
     @property
     def seconds(self) -> float:

@@ -50,6 +50,7 @@ class Generator:
         except (ValueError, RuntimeError) as exc:
             raise UserError(f"{path}: not a loadable LiteRT model ({_line(exc)})") from None
         self._interpreter = interpreter
+        self.last_groove: str | None = None  # the groove of the last accompaniment
         self._check(self._runner.get_input_details(), card.inputs, "input")
         self._check(self._runner.get_output_details(), card.outputs, "output")
 
@@ -86,11 +87,21 @@ class Generator:
 
     # --- a whole melody ---------------------------------------------------------------
     def accompany(self, melody: Sequence[Note], n_steps: int, seed: int = 0,
-                  temperature: float | None = None) -> dict[str, list[Note]]:
-        """The notes of every track of the card, within ``n_steps``."""
+                  temperature: float | None = None,
+                  groove: int | None = None) -> dict[str, list[Note]]:
+        """The notes of every track of the card, within ``n_steps``.
+
+        A style genre plays one of its grooves throughout: ``groove`` (an index into
+        ``card.grooves``) or, by default, one the seed picks.
+        """
         card = self.card
         temperature = card.playback.temperature if temperature is None else temperature
         rng = np.random.default_rng(seed)
+        if card.grooves:
+            groove = int(rng.integers(len(card.grooves))) if groove is None else groove
+            if not 0 <= groove < len(card.grooves):
+                raise UserError(f"groove {groove} is not one of {len(card.grooves)}")
+        self.last_groove = card.grooves[groove] if card.grooves else None
         pitch, onset = notes_to_voice(melody, n_steps)
         shift = self._octave_shift(pitch)
         pitch = np.where(pitch == REST, REST, pitch + shift).astype(np.int16)
@@ -98,8 +109,9 @@ class Generator:
         parts: dict[str, list[Note]] = {t.name: [] for t in card.tracks}
         for start, take_from in _phrases(n_steps, card.steps):
             window_pitch, window_onset = _window(pitch, onset, start, card.steps)
-            noise = rng.standard_normal(int(np.prod(card.inputs["noise"].shape)))
-            out = self.infer(window_pitch, window_onset, noise.astype(np.float32))
+            noise = noise_vector(int(np.prod(card.inputs["noise"].shape)), len(card.grooves),
+                                 groove, rng)
+            out = self.infer(window_pitch, window_onset, noise)
             stop = min(start + card.steps, n_steps)
             for track in card.tracks:
                 notes = decode_track(track.kind, out[track.output], out.get(track.onset_output),
@@ -114,6 +126,22 @@ class Generator:
         if not len(sounding):
             return 0
         return int(round((self.card.melody_center - float(np.median(sounding))) / 12.0)) * 12
+
+
+def noise_vector(size: int, n_grooves: int = 0, groove: int | None = None,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
+    """The model's noise input: a one-hot groove selector in the first ``n_grooves``
+    values, standard normal noise in the rest. Training draws it the same way.
+
+    >>> noise_vector(5, 2, 1, np.random.default_rng(0))[:2].tolist()
+    [0.0, 1.0]
+    """
+    rng = rng or np.random.default_rng(0)
+    noise = rng.standard_normal(size).astype(np.float32)
+    if n_grooves:
+        noise[:n_grooves] = 0.0
+        noise[groove or 0] = 1.0
+    return noise
 
 
 def _phrases(n_steps: int, phrase: int) -> list[tuple[int, int]]:

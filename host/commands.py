@@ -13,7 +13,7 @@ import numpy as np
 from ..device.card import ModelCard, load_card
 from ..device.encoding import DEFAULT_DRUM_NOTES, voice_to_notes
 from ..device.errors import UserError
-from ..device.generator import Generator
+from ..device.generator import Generator, noise_vector
 from ..device.models import card_path
 
 DEFAULT_RUNS = Path("runs")
@@ -67,6 +67,13 @@ def export(args: argparse.Namespace) -> int:
     from .export import add_metrics, calibration_set, export as run_export, load_run
     from .train import read_log
 
+    from .export import INSTRUMENTATION, reuse
+
+    source = INSTRUMENTATION.get(args.genre, {}).get("reuses")
+    if source:  # e.g. symphony: the chorale model with other instruments, no training
+        card = reuse(load_card(card_path(source, str(args.out))), args.genre, args.out)
+        print(f"model={card.model_path}\ncard={card.path}\nreuses={source}")
+        return 0
     run_dir = _run_dir(args)
     if not (run_dir / "best.weights.h5").exists():
         raise UserError(f"{run_dir}: no trained weights (run 'deepkeys train --genre "
@@ -131,7 +138,8 @@ def evaluate(args: argparse.Namespace) -> int:
     tests, cards = {}, {}
     for genre in genres:
         card = load_card(card_path(genre, args.models))
-        windows = load_windows(genre, args.data, args.melody_track, card.bars)["test"]
+        data_genre = card.provenance.get("reuses", genre)  # symphony: the chorale data
+        windows = load_windows(data_genre, args.data, args.melody_track, card.bars)["test"]
         table = evaluation(card, windows, seed=args.seed, temperature=args.temperature)
         temperature = card.playback.temperature if args.temperature is None else args.temperature
         print(f"evaluate: genre={genre} model={card.model_path} windows={len(windows)} "
@@ -177,7 +185,7 @@ def int8_float_agreement(card: ModelCard, windows) -> float:
     kinds, drum_notes = kinds_of(card), drum_notes_of(card)
     generator = Generator(card)
     model = float_model_of(card)
-    noise = np.random.default_rng(0).standard_normal(cfg.noise_dim).astype(np.float32)
+    noise = noise_vector(cfg.noise_dim, len(cfg.grooves), 0, np.random.default_rng(0))
     melody = melody_tensor(windows.melody_pitch, windows.melody_onset, cfg)
     out = model.predict({"melody": melody, "noise": np.tile(noise, (len(melody), 1))},
                         batch_size=64, verbose=0)

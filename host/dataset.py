@@ -30,6 +30,7 @@ class Windows:
     poly_onset: np.ndarray  # (N, Vp, T) bool: a chord starts here
     drums: np.ndarray  # (N, Vd, T, classes) bool onsets
     names: list[str]  # the piece each window comes from
+    groove: np.ndarray  # (N,) int: which of the genre's grooves accompanies it (0 if one)
 
     def __len__(self) -> int:
         return len(self.melody_pitch)
@@ -37,6 +38,9 @@ class Windows:
     def take(self, idx: np.ndarray) -> "Windows":
         return Windows(**{f.name: (getattr(self, f.name)[idx] if f.name != "names"
                                    else [self.names[i] for i in idx]) for f in fields(self)})
+
+    def replace(self, **changes) -> "Windows":
+        return Windows(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
 
     @staticmethod
     def concat(parts: list["Windows"]) -> "Windows":
@@ -50,7 +54,7 @@ class Windows:
         n, _, steps = pitch.shape
         return cls(pitch[:, 0], onset[:, 0], pitch[:, 1:], onset[:, 1:],
                    np.zeros((n, 0, steps, 128), bool), np.zeros((n, 0, steps), bool),
-                   np.zeros((n, 0, steps, 0), bool), list(names))
+                   np.zeros((n, 0, steps, 0), bool), list(names), np.zeros(n, np.int32))
 
     def transposed(self, rng: np.random.Generator, low: int, high: int,
                    max_shift: int = 6) -> "Windows":
@@ -81,8 +85,8 @@ class Windows:
         if poly.shape[1]:
             for i, k in enumerate(shift):
                 poly[i] = np.roll(poly[i], k, axis=-1)
-        return Windows(move(self.melody_pitch), self.melody_onset, move(self.mono_pitch),
-                       self.mono_onset, poly, self.poly_onset, self.drums, self.names)
+        return self.replace(melody_pitch=move(self.melody_pitch),
+                            mono_pitch=move(self.mono_pitch), poly=poly)
 
     def arrays(self, cfg: GeneratorConfig) -> dict[str, np.ndarray]:
         """Model input and targets: melody (N, T, P, 2); per kind, targets and onsets."""
@@ -94,6 +98,7 @@ class Windows:
             "poly": self.poly[..., window].transpose(0, 2, 1, 3).astype(np.float32),  # (N,T,Vp,P)
             "poly_onset": self.poly_onset.transpose(0, 2, 1).astype(np.float32),
             "drums": self.drums.transpose(0, 2, 1, 3).astype(np.float32),  # (N, T, Vd, D)
+            "groove": self.groove.astype(np.int32),
         }
 
 
@@ -110,10 +115,13 @@ def genre_config(genre: str) -> tuple[GeneratorConfig, dict]:
     """
     from ..device.encoding import DRUM_CLASSES
 
+    from .styles import STYLES
+
     if genre == "chorale":
         return GeneratorConfig(), {}
-    cfg = GeneratorConfig(**BAND, n_drum_classes=len(DRUM_CLASSES), widths=(96, 128, 160, 192),
-                          critic_widths=(64, 96, 128, 160))
+    grooves = STYLES[genre].grooves if genre in STYLES else ()
+    cfg = GeneratorConfig(**BAND, n_drum_classes=len(DRUM_CLASSES), grooves=grooves,
+                          widths=(96, 128, 160, 192), critic_widths=(64, 96, 128, 160))
     return cfg, {"steps_per_epoch": 100, "patience": 4}
 
 

@@ -150,8 +150,8 @@ def quality_checks(table: dict[str, dict[str, float]]) -> str:
     lines = []
     for key in ("EB", "UPC", "QN", "DP", "TD"):
         if key in gen and key in real and np.isfinite(real[key]) and real[key]:
-            off = abs(gen[key] - real[key]) / real[key]
-            lines.append((f"{key} within {WITHIN:.0%} of the data's", off <= WITHIN,
+            off = (gen[key] - real[key]) / real[key]
+            lines.append((f"{key} within {WITHIN:.0%} of the data's", abs(off) <= WITHIN,
                           f"{gen[key]:.3f} vs {real[key]:.3f} ({off:+.0%})"))
     if "DP" in gen:
         lines.append((f"drums on the grid (DP) >= {MIN_DP}", gen["DP"] >= MIN_DP,

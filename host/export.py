@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import tensorflow as tf
 from ..device.atomic import atomic_write_bytes
 from ..device.card import ModelCard, Playback, TensorSpec, TrackSpec, load_card, sha256_of
 from ..device.encoding import DRUM_CLASSES
-from ..device.generator import Generator
+from ..device.generator import Generator, noise_vector
 from .model import GeneratorConfig, build_generator, melody_tensor
 
 log = logging.getLogger("deepkeys.export")
@@ -57,6 +58,17 @@ INSTRUMENTATION = {
         "dataset": ("music21 corpus: Bach chorales in 4/4 with exactly four parts, soprano = "
                     "melody, alto/tenor/bass = accompaniment; 16th grid; 4-bar windows, 1-bar "
                     "hop; transposition augmentation; split by chorale (host/splits/chorale.json)"),
+    },
+    # Not a trained model: the chorale model's file and weights under orchestral instruments.
+    "symphony": {
+        "reuses": "chorale",
+        "description": (
+            "Orchestral strings and horn: the chorale model (Bach's four-part harmony, the "
+            "same weights and file) played by viola, French horn and cello under a violin "
+            "melody."),
+        "tracks": {"alto": (41, 1, 70), "tenor": (60, 2, 64), "bass": (42, 3, 78)},
+        "playback": Playback(tempo_bpm=72, swing=0.5, temperature=0.5, melody_program=40,
+                             melody_velocity=96, accent=0.1),
     },
     "rock": _band("Rock band: drums, picked bass, overdriven guitar and organ.",
                   34, 29, 18, 120, accent=0.2),
@@ -100,8 +112,9 @@ def convert_int8(model, cfg: GeneratorConfig, calibration: np.ndarray, seed: int
     def representative():
         # A dict keyed by input name: a list would be matched to inputs by position.
         for melody in calibration:
+            groove = int(rng.integers(len(cfg.grooves))) if cfg.grooves else None
             yield {"melody": melody[None].astype(np.float32),
-                   "noise": rng.standard_normal((1, cfg.noise_dim)).astype(np.float32)}
+                   "noise": noise_vector(cfg.noise_dim, len(cfg.grooves), groove, rng)[None]}
 
     # The Keras model's own signature keeps the input and output names.
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -169,6 +182,7 @@ def export(run_dir: Path, genre: str, out_dir: Path, calibration_melodies: np.nd
     card = ModelCard(
         genre=genre, bars=cfg.bars, pitch_low=cfg.pitch_low, pitch_high=cfg.pitch_high,
         melody_center=melody_center, inputs=inputs, outputs=outputs, tracks=tuple(tracks),
+        grooves=tuple(cfg.grooves),
         playback=spec["playback"], sha256=sha256_of(tflite), description=spec["description"],
         provenance={
             "dataset": dataset,
@@ -191,6 +205,32 @@ def export(run_dir: Path, genre: str, out_dir: Path, calibration_melodies: np.nd
     loaded = load_card(card.path)  # the device's own checks, before anyone relies on it
     Generator(loaded)
     log.info("exported=%s bytes=%d sha256=%s", tflite, len(model_bytes), card.sha256[:12])
+    return loaded
+
+
+def reuse(source: ModelCard, genre: str, out_dir: Path) -> ModelCard:
+    """A genre that plays another genre's model with its own instruments and playback:
+    the same model bytes (so the same sha256) under ``<genre>.tflite``, and a card that
+    says which model it reuses."""
+    spec = INSTRUMENTATION[genre]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tflite = out_dir / f"{genre}.tflite"
+    atomic_write_bytes(tflite, source.model_path.read_bytes())
+    tracks = tuple(TrackSpec(**{**t.to_json(), "program": spec["tracks"][t.name][0],
+                                "velocity": spec["tracks"][t.name][2]})
+                   for t in source.tracks)
+    provenance = {**source.provenance, "reuses": source.genre,
+                  "float_weights": str(Path(os.path.relpath(
+                      source.model_path.parent / source.provenance["float_weights"], out_dir))),
+                  "export_command": f"deepkeys export --genre {genre}"}
+    card = ModelCard(
+        genre=genre, bars=source.bars, pitch_low=source.pitch_low, pitch_high=source.pitch_high,
+        melody_center=source.melody_center, inputs=source.inputs, outputs=source.outputs,
+        tracks=tracks, playback=spec["playback"], sha256=sha256_of(tflite), grooves=source.grooves,
+        description=spec["description"], provenance=provenance, path=out_dir / f"{genre}.json")
+    atomic_write_bytes(card.path, (json.dumps(card.to_json(), indent=1) + "\n").encode())
+    loaded = load_card(card.path)
+    Generator(loaded)
     return loaded
 
 

@@ -37,6 +37,7 @@ class GeneratorConfig:
     poly: tuple[str, ...] = ()  # polyphonic tracks: comping chords, pads
     drums: tuple[str, ...] = ()  # drum tracks, one onset per drum class
     n_drum_classes: int = 0
+    grooves: tuple[str, ...] = ()  # one-hot in the first noise values (see generator.noise_vector)
     noise_dim: int = 32
     widths: tuple[int, ...] = (128, 192, 256, 256)  # one per U-Net level, top to bottom
     critic_widths: tuple[int, ...] = (96, 128, 192, 256)

@@ -38,7 +38,7 @@ from .multitrack import GridPart, MidiNote, bars_of, grid_parts, line, read_note
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3  # bump whenever rendering or mapping changes what the arrays hold
+CACHE_VERSION = 4  # bump whenever rendering or mapping changes what the arrays hold
 STEPS_PER_CHORD = STEPS_PER_BAR // 2  # at most two chords a bar
 TRACKS = {"mono": ("bass",), "poly": ("comp", "pad"), "drums": ("drums",)}  # the model's parts
 POLY_ROLES = TRACKS["poly"]
@@ -200,7 +200,8 @@ def render_genre(genre: str, names: list[str]) -> list[StylePiece]:
     return out
 
 
-def windows(pieces: list[StylePiece], bars: int, hop_bars: int = 1) -> Windows:
+def windows(pieces: list[StylePiece], bars: int, hop_bars: int = 1,
+            grooves: tuple[str, ...] = ()) -> Windows:
     """Every ``bars``-bar window with some melody, ``hop_bars`` apart: the bass part as
     one voice (its lowest line), comping and pad as polyphonic parts, and the drums."""
     steps = bars * STEPS_PER_BAR
@@ -221,6 +222,7 @@ def windows(pieces: list[StylePiece], bars: int, hop_bars: int = 1) -> Windows:
                                                 for r in POLY_ROLES]))
             cols["drums"].append(p.parts["drums"].onset[None, sl])
             cols["names"].append(p.name)
+            cols["groove"].append(grooves.index(p.groove) if grooves else 0)
     return Windows(**{k: (v if k == "names" else np.stack(v)) for k, v in cols.items()})
 
 
@@ -251,7 +253,8 @@ def load_style_split(genre: str, bars: int = 4) -> dict[str, Windows]:
                 return {part: _from_npz(z, part) for part in split}
     names = [n for part in split.values() for n in part]
     pieces = render_genre(genre, names)
-    sets = {part: windows([p for p in pieces if p.name in set(members)], bars)
+    sets = {part: windows([p for p in pieces if p.name in set(members)], bars,
+                          grooves=STYLES[genre].grooves)
             for part, members in split.items()}
     arrays: dict[str, np.ndarray] = {"key": np.array(key), "bars": np.array(bars)}
     for part, w in sets.items():

@@ -116,10 +116,16 @@ class Trainer:
                              else batch[key])
         return real
 
+    def _noise(self, groove: tf.Tensor) -> tf.Tensor:
+        """As ``generator.noise_vector``: the groove one-hot, then Gaussian noise."""
+        k = len(self.cfg.grooves)
+        noise = tf.random.normal((tf.shape(groove)[0], self.cfg.noise_dim - k))
+        return tf.concat([tf.one_hot(groove, k), noise], axis=-1) if k else noise
+
     @tf.function(reduce_retracing=True)
     def train_step(self, batch):
         melody = batch["melody"]
-        noise = tf.random.normal((tf.shape(melody)[0], self.cfg.noise_dim))
+        noise = self._noise(batch["groove"])
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             pred = self._stack(self.generator({"melody": melody, "noise": noise}, training=True))
             losses = self._losses(pred, batch)
@@ -138,8 +144,8 @@ class Trainer:
                 "d_real": tf.reduce_mean(d_real), "d_fake": tf.reduce_mean(d_fake)}
 
     @tf.function(reduce_retracing=True)
-    def predict(self, melody):
-        noise = tf.random.normal((tf.shape(melody)[0], self.cfg.noise_dim))
+    def predict(self, melody, groove):
+        noise = self._noise(groove)
         return self.generator({"melody": melody, "noise": noise}, training=False)
 
     # --- one epoch ------------------------------------------------------------------
@@ -147,7 +153,8 @@ class Trainer:
         arrays = data.arrays(self.cfg)
         outs: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(data), 128):
-            for k, v in self.predict(arrays["melody"][i : i + 128]).items():
+            for k, v in self.predict(arrays["melody"][i : i + 128],
+                                     arrays["groove"][i : i + 128]).items():
                 outs.setdefault(k, []).append(v.numpy())
         out = {k: np.concatenate(v) for k, v in outs.items()}
         losses = self._losses(self._stack(out), arrays)
@@ -220,7 +227,7 @@ def _width(t: tf.Tensor) -> int:
 
 def _present(batch: dict[str, np.ndarray], kinds: set[str]) -> dict[str, np.ndarray]:
     """The batch arrays of the kinds this model has (tf.function traces them once)."""
-    return {k: v for k, v in batch.items() if k == "melody" or k.split("_")[0] in kinds}
+    return {k: v for k, v in batch.items() if k in ("melody", "groove") or k.split("_")[0] in kinds}
 
 
 def _fmt(v) -> str:

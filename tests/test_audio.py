@@ -4,9 +4,6 @@ JACK gives a real-time device whose underruns we provoke and count."""
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import subprocess
 import time
 import wave
 from collections.abc import Iterator
@@ -164,23 +161,18 @@ def test_realtime_priority_is_asked_for_and_logged_once(soundfont: Path,
 
 @pytest.fixture(scope="module")
 def jack_server() -> Iterator[str]:
-    """A private JACK server with the dummy backend: a real-time paced device."""
-    if not shutil.which("jackd"):
-        pytest.skip("jackd not installed (apt install jackd2)")
-    name = f"deepkeys-audio-{os.getpid()}"
-    env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
-    proc = subprocess.Popen(
-        ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(RATE), "-p", "128"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    """A private JACK server with the dummy backend (the HIL rig's starter): a real-time
+    paced device."""
+    from deepkeys.hil.jackd import JackUnavailable, start_jackd
+
     try:
-        ok = subprocess.run(["jack_wait", "-s", name, "-w", "-t", "5"], capture_output=True,
-                            text=True, env=env).returncode == 0 if shutil.which("jack_wait") else True
-        if not ok or proc.poll() is not None:
-            pytest.skip("the JACK dummy server did not start")
-        yield name
+        server = start_jackd(period=128, rate=RATE)
+    except JackUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server.name
     finally:
-        proc.terminate()
-        proc.wait(timeout=5)
+        server.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import MODELS, REPO, run_cli
 
 DEVICE_MODULES = ["atomic", "card", "compose", "config", "decode", "encoding", "events",
                   "generator", "metrics", "midifile", "pianoroll", "recorder", "render", "state"]
@@ -57,7 +57,11 @@ def test_demo_accompanies_every_bundled_melody(tmp_path, chorale_card):
     for stem in melodies:
         for ext in ("mid", "wav", "png"):
             assert (tmp_path / f"{stem}-chorale.{ext}").stat().st_size > 0
-    assert result.stdout.strip().splitlines()[-1].startswith(f"deepkeys demo: {len(melodies)} ")
+    genres = sorted(p.stem for p in MODELS.glob("*.json"))
+    for genre in genres:
+        assert (tmp_path / f"{melodies[0]}-{genre}.mid").exists()
+    assert result.stdout.strip().splitlines()[-1].startswith(
+        f"deepkeys demo: {len(melodies) * len(genres)} ")
 
 
 @pytest.mark.parametrize("args, row", [

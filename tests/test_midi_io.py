@@ -5,15 +5,10 @@ JACK stands in for the Pi's ALSA sequencer here: this machine has no /dev/snd.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import logging
 import os
 import queue
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 
@@ -62,94 +57,27 @@ def collect(q: queue.Queue, n: int, timeout: float = 5.0) -> list:
 
 
 # --- a private JACK server --------------------------------------------------------------
-JACK_ENV = ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")
-
-
 @pytest.fixture(scope="session")
 def jack_server() -> Iterator[str]:
-    """``jackd -d dummy`` under a server name of its own; killed by PID at the end.
+    """``jackd -d dummy`` from the HIL rig's starter (``hil/jackd.py``), for the session;
+    every client in this process uses it (the environment names it). Stopped by PID."""
+    from deepkeys.hil.jackd import JackUnavailable, start_jackd
 
-    Names come from a small pool, not one per run: jackd keeps a registry of at
-    most 8 server names in /dev/shm, and a server that dies uncleanly leaves its
-    entry behind until a server of the same name starts again. A pool reuses (and
-    so reclaims) its entries; a name another session is using is skipped.
-    """
-    jackd = shutil.which("jackd")
-    if jackd is None:
-        pytest.skip("jackd not installed (apt install jackd2)")
-    saved = {k: os.environ.get(k) for k in JACK_ENV}
-    # JACK_NO_START_SERVER: a client must never spawn a default server behind our back.
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    proc = None
-    reason = ""
     try:
-        for slot in range(4):
-            name = f"deepkeys-test-{slot}"
-            os.environ["JACK_DEFAULT_SERVER"] = name  # read by jackd and by every client
-            if _jack_answers():
-                reason = f"jackd could not start: server name {name} is in use"
-                continue
-            proc, reason = _start_jackd(jackd)
-            if not reason:
-                break
-        if reason:
-            pytest.skip(reason)
-        yield os.environ["JACK_DEFAULT_SERVER"]
+        server = start_jackd(period=256)
+    except JackUnavailable as exc:
+        pytest.skip(str(exc))
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    try:
+        yield server.name
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        server.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def _jack_answers() -> bool:
-    try:
-        rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="probe").delete()
-        return True
-    except rtmidi.SystemError:
-        return False
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when pytest dies, so not even a crash leaves jackd running."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the fixture's finally still kills it
-
-
-def _start_jackd(jackd: str) -> tuple[subprocess.Popen, str]:
-    """Start jackd; '' once a client can connect to it, else why it could not start."""
-    with tempfile.TemporaryFile() as output:
-        # -r before -d: no realtime scheduling; -r after -d dummy: the sample rate.
-        proc = subprocess.Popen([jackd, "-r", "-d", "dummy", "-r", "48000", "-p", "256"],
-                                stdout=output, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if proc.poll() is None and _jack_answers():
-                time.sleep(0.2)  # a jackd that lost a name race exits at once
-                if proc.poll() is None:
-                    return proc, ""
-            if proc.poll() is not None:
-                output.seek(0)
-                lines = output.read().decode(errors="replace").strip().splitlines()
-                bad = [ln for ln in lines if any(w in ln.lower() for w in
-                                                 ("fail", "error", "cannot", "too many"))]
-                return proc, (f"jackd could not start (exit {proc.returncode}): "
-                              f"{(bad or lines or ['no output'])[0]}")
-            time.sleep(0.1)
-        proc.terminate()
-        proc.wait(timeout=5)
-        return proc, "jackd could not start: no client could connect within 10 s"
 
 
 class Keyboard:

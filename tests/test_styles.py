@@ -110,7 +110,7 @@ def test_windows_transpose_melody_and_pitched_parts_together():
     drums = np.zeros((n, 1, steps, len(DRUM_CLASSES)), bool)
     drums[:, 0, ::4, 0] = True
     w = Windows(melody, np.ones((n, steps), bool), bass, np.ones((n, 1, steps), bool), poly,
-                np.ones((n, 2, steps), bool), drums, ["a"] * n)
+                np.ones((n, 2, steps), bool), drums, ["a"] * n, np.zeros(n, np.int32))
     moved = w.transposed(np.random.default_rng(0), low=24, high=107)
     shift = moved.melody_pitch[:, 0] - 72
     assert (moved.mono_pitch[:, 0, 0] - 48 == shift).all()
