@@ -247,19 +247,6 @@ def bench_synth(voices: int = 32, seconds: float = 10.0, period: int = 128) -> S
 
 
 # --- start-up -------------------------------------------------------------------------
-HARDWARE_FREE_CONFIG = """\
-[midi]
-api = "sim"
-[audio]
-device = "null"
-[panel]
-pin_factory = "mock"
-[paths]
-state_dir = "{state}"
-socket = "{socket}"
-"""
-
-
 @dataclass
 class StartupBench:
     ready_s: list[float] = field(default_factory=list)
@@ -280,13 +267,14 @@ def bench_startup(runs: int = 5, config: str | Path | None = None) -> StartupBen
     import sys
     import tempfile
 
+    from .config import hardware_free_config
+
     result = StartupBench()
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             cfg_path = Path(config) if config else Path(tmp) / "config.toml"
             if not config:
-                cfg_path.write_text(HARDWARE_FREE_CONFIG.format(state=f"{tmp}/state",
-                                                                socket=f"{tmp}/ctl.sock"))
+                cfg_path.write_text(hardware_free_config(f"{tmp}/state", f"{tmp}/ctl.sock"))
             notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             notify.bind(f"{tmp}/notify.sock")
             notify.settimeout(30)

@@ -38,6 +38,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import UserError
@@ -286,6 +287,24 @@ class Config:
 
 
 # --------------------------------------------------------------------------- loading
+def hardware_free_config(state_dir: str | os.PathLike[str], socket: str | os.PathLike[str],
+                         models: Sequence[str | os.PathLike[str]] | None = None,
+                         panel: str = "", extra: str = "") -> str:
+    """A config for a machine without the appliance's hardware: sim MIDI, the null audio
+    device and mock pins. ``panel`` adds lines to [panel]; ``extra`` adds sections. Paths
+    are quoted as TOML strings, so any character in them is safe.
+
+    >>> print(hardware_free_config("/tmp/s", "/tmp/c.sock").splitlines()[-2])
+    state_dir = "/tmp/s"
+    """
+    lines = ['[midi]', 'api = "sim"', '[audio]', 'device = "null"', '[panel]',
+             'pin_factory = "mock"', *panel.splitlines(), '[paths]',
+             f"state_dir = {json.dumps(str(state_dir))}", f"socket = {json.dumps(str(socket))}"]
+    if models is not None:
+        lines.append(f"models = [{', '.join(json.dumps(str(m)) for m in models)}]")
+    return "\n".join(lines) + "\n" + extra
+
+
 def config_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The file to read: ``path``, else ``$DEEPKEYS_CONFIG``, else /etc/deepkeys/config.toml."""
     if path is not None:

@@ -19,6 +19,7 @@ import mido
 import pytest
 
 from conftest import MODELS, REPO, run_cli, wait_for
+from deepkeys.device.config import hardware_free_config
 
 UNIT = REPO / "systemd" / "deepkeys.service"
 
@@ -27,24 +28,16 @@ UNIT = REPO / "systemd" / "deepkeys.service"
 def config_file(tmp_path: Path, soundfont: Path) -> Path:
     """A config for a machine without hardware: tempo 240, so a bar is one second."""
     path = tmp_path / "config.toml"
-    path.write_text(f"""
-[midi]
-api = "sim"
-[audio]
-device = "null"
-[panel]
-pin_factory = "mock"
+    path.write_text(hardware_free_config(
+        tmp_path / "state", tmp_path / "ctl.sock", [tmp_path / "extra-models", MODELS],
+        extra=f"""
 [player]
 tempo_bpm = 240
 max_bars = 4
-[paths]
-state_dir = "{tmp_path / 'state'}"
-socket = "{tmp_path / 'ctl.sock'}"
-models = ["{tmp_path / 'extra-models'}", "{MODELS}"]
 [publish]
 command = ["{sys.executable}", "-c", "import shutil, sys; shutil.copy(*sys.argv[1:])",
            "{{mid}}", "{tmp_path / 'published.mid'}"]
-""")
+"""))
     # A broken model beside the good one: skipped with a log line, never fatal.
     (tmp_path / "extra-models").mkdir()
     (tmp_path / "extra-models" / "jazz.json").write_text("{ not a card")

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELS, run_cli, wait_for
+from deepkeys.device.config import hardware_free_config
 
 SSHD = "/usr/sbin/sshd"
 REMOTE = f"{sys.executable} -m deepkeys.device.cli"  # the venv's python: an absolute path
@@ -115,18 +116,8 @@ def device(tmp_path: Path, soundfont: Path) -> dict:
     state = root / "var" / "lib" / "deepkeys"
     config = root / "etc" / "deepkeys" / "config.toml"
     config.parent.mkdir(parents=True)
-    config.write_text(f"""
-[midi]
-api = "sim"
-[audio]
-device = "null"
-[panel]
-pin_factory = "mock"
-[paths]
-state_dir = {json.dumps(str(state))}
-socket = {json.dumps(str(root / "run" / "control.sock"))}
-models = [{json.dumps(str(state / "models"))}]
-""")
+    config.write_text(hardware_free_config(state, root / "run" / "control.sock",
+                                           [state / "models"]))
     return {"root": root, "state": state, "config": config}
 
 

@@ -12,22 +12,13 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELS, run_cli, wait_for
+from deepkeys.device.config import hardware_free_config
 
 
 def write_config(tmp_path: Path, models: Path = MODELS, extra: str = "") -> Path:
     config = tmp_path / "config.toml"
-    config.write_text(f"""
-[midi]
-api = "sim"
-[audio]
-device = "null"
-[panel]
-pin_factory = "mock"
-[paths]
-state_dir = "{tmp_path / 'state'}"
-socket = "{tmp_path / 'ctl.sock'}"
-models = ["{models}"]
-{extra}""")
+    config.write_text(hardware_free_config(tmp_path / "state", tmp_path / "ctl.sock", [models],
+                                           extra=extra))
     return config
 
 

@@ -10,24 +10,15 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from deepkeys.device.config import hardware_free_config
 
 CHORD_HZ = [440 * 2 ** ((n - 69) / 12) for n in (60, 64, 67, 72)]
 
 
 def hardware_free(tmp_path: Path) -> Path:
     config = tmp_path / "config.toml"
-    config.write_text(f"""
-[midi]
-api = "sim"
-[audio]
-device = "null"
-[panel]
-pin_factory = "mock"
-genre_leds = [23]
-[paths]
-state_dir = "{tmp_path / 'state'}"
-socket = "{tmp_path / 'ctl.sock'}"
-""")
+    config.write_text(hardware_free_config(tmp_path / "state", tmp_path / "ctl.sock",
+                                           panel="genre_leds = [23]"))
     return config
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELS, wait_for
+from deepkeys.device.config import hardware_free_config
 
 
 @pytest.fixture
@@ -24,19 +25,8 @@ def running(tmp_path: Path, soundfont: Path):
     for suffix in (".json", ".tflite"):
         shutil.copy(MODELS / f"chorale{suffix}", models / f"chorale{suffix}")
     config = tmp_path / "config.toml"
-    config.write_text(f"""
-[midi]
-api = "sim"
-[audio]
-device = "null"
-[panel]
-pin_factory = "mock"
-genre_leds = [23, 24]
-[paths]
-state_dir = "{tmp_path / 'state'}"
-socket = "{tmp_path / 'ctl.sock'}"
-models = ["{models}"]
-""")
+    config.write_text(hardware_free_config(tmp_path / "state", tmp_path / "ctl.sock", [models],
+                                           panel="genre_leds = [23, 24]"))
     daemon = Daemon(load_config(config))
     daemon.start()
     loop = threading.Thread(target=daemon.run, name="test-daemon")

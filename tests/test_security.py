@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELS, REPO, wait_for
+from deepkeys.device.config import hardware_free_config
 
 UNIT = REPO / "systemd" / "deepkeys.service"
 INET_TABLES = ("tcp", "tcp6", "udp", "udp6", "raw", "raw6", "udplite", "udplite6")
@@ -51,18 +52,8 @@ def _unix_listeners(pid: int, inodes: set[str]) -> list[str]:
 @pytest.fixture
 def daemon_proc(tmp_path: Path, soundfont: Path):
     config = tmp_path / "config.toml"
-    config.write_text(f"""
-[midi]
-api = "sim"
-[audio]
-device = "null"
-[panel]
-pin_factory = "mock"
-[paths]
-state_dir = "{tmp_path / 'state'}"
-socket = "{tmp_path / 'run' / 'control.sock'}"
-models = ["{MODELS}"]
-""")
+    config.write_text(hardware_free_config(tmp_path / "state", tmp_path / "run" / "control.sock",
+                                           [MODELS]))
     proc = subprocess.Popen([sys.executable, "-m", "deepkeys.device.cli", "run", "--config",
                              str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -1,0 +1,93 @@
+"""The shipped genre library: every card loads and plays on the device runtime, the
+band genres carry drums, grooves and an honest account of their data, and int8 agrees
+with the float weights on held-out melodies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import MELODIES, MODELS
+from deepkeys.device.card import load_card
+from deepkeys.device.compose import compose
+from deepkeys.device.generator import Generator
+from deepkeys.device.midifile import read_melody
+
+STYLE_GENRES = ("rock", "pop", "jazz", "bossa", "blues", "funk", "country")
+SHIPPED = sorted(p.stem for p in MODELS.glob("*.json"))
+
+
+def test_the_library_ships_every_genre_the_button_promises():
+    assert set(SHIPPED) >= {"chorale", "symphony", *STYLE_GENRES}
+
+
+@pytest.mark.parametrize("genre", SHIPPED)
+def test_every_shipped_model_plays_a_melody(genre):
+    card = load_card(MODELS / f"{genre}.json")  # checks the sha256 of the model
+    melody = read_melody(MELODIES / "twinkle.mid")
+    comp = compose(melody, Generator(card), seed=3)
+    assert [t.name for t in comp.tracks] == ["melody"] + [t.name for t in card.tracks]
+    sounding = [t for t in comp.tracks[1:] if t.notes]
+    assert len(sounding) >= 2, "at least two accompaniment parts play"
+    for track in comp.tracks[1:]:
+        assert all(0 <= n.start < n.end <= melody.n_steps for n in track.notes)
+    assert card.provenance.get("train_command") or card.provenance.get("reuses")
+
+
+@pytest.mark.parametrize("genre", STYLE_GENRES)
+def test_band_genres_have_drums_grooves_and_say_what_they_learned_from(genre):
+    card = load_card(MODELS / f"{genre}.json")
+    kinds = {t.name: t.kind for t in card.tracks}
+    assert kinds == {"bass": "mono", "comp": "poly", "pad": "poly", "drums": "drums"}
+    drums = next(t for t in card.tracks if t.kind == "drums")
+    assert drums.channel == 9 and drums.is_drum
+    assert len(card.grooves) == 3
+    dataset = card.provenance["dataset"]
+    assert "Style-template data" in dataset and "mma 21.09" in dataset
+    assert all(g in dataset for g in card.grooves)
+    assert card.provenance["train_command"] == f"deepkeys train --genre {genre} --epochs 20 --seed 0"
+    # The seed picks the groove, so "generate again" can change the groove too.
+    gen = Generator(card)
+    melody = read_melody(MELODIES / "ode_to_joy.mid")
+    grooves = set()
+    for seed in range(8):
+        gen.accompany(melody.notes, melody.n_steps, seed=seed)
+        grooves.add(gen.last_groove)
+    assert len(grooves) >= 2
+
+
+def test_genres_sound_different_from_each_other():
+    """The drums of two genres differ: rock hits the snare on the backbeat, bossa does not
+    use a rock backbeat and jazz rides the ride cymbal."""
+    melody = read_melody(MELODIES / "ode_to_joy.mid")
+    notes = {}
+    for genre in ("rock", "jazz"):
+        card = load_card(MODELS / f"{genre}.json")
+        parts = Generator(card).accompany(melody.notes, melody.n_steps, seed=0, temperature=0)
+        drums = next(t for t in card.tracks if t.kind == "drums")
+        notes[genre] = {n.pitch for n in parts[drums.name]}, drums.drum_notes
+    rock_hits, rock_kit = notes["rock"]
+    jazz_hits, jazz_kit = notes["jazz"]
+    assert rock_kit[0] in rock_hits and rock_kit[1] in rock_hits  # kick and snare
+    assert jazz_kit[4] in jazz_hits  # the ride
+    assert rock_hits != jazz_hits
+
+
+def test_symphony_reuses_the_chorale_model_and_says_so():
+    chorale, symphony = load_card(MODELS / "chorale.json"), load_card(MODELS / "symphony.json")
+    assert symphony.sha256 == chorale.sha256
+    assert symphony.provenance["reuses"] == "chorale"
+    assert "chorale model" in symphony.description
+    assert [t.program for t in symphony.tracks] != [t.program for t in chorale.tracks]
+
+
+@pytest.mark.parametrize("genre", ["rock", "jazz"])
+def test_band_int8_agrees_with_its_float_weights(genre):
+    pytest.importorskip("tensorflow")
+    from deepkeys.host.commands import int8_float_agreement
+    from deepkeys.host.dataset import load_windows
+
+    card = load_card(MODELS / f"{genre}.json")
+    test = load_windows(genre, bars=card.bars)["test"]
+    f1 = int8_float_agreement(card, test.take(np.arange(0, len(test), 8)))
+    assert f1 >= 0.9, f"{genre}: int8 vs float note F1 {f1:.3f}"
