@@ -14,7 +14,10 @@ APT_DEVICE := python3-venv python3-dev gcc libasound2-dev libasound2-plugins \
 # The tests add the JACK server (virtual MIDI ports), MMA and an SSH server.
 APT_TEST   := $(APT_DEVICE) jackd2 mma openssh-server openssh-client
 
-.PHONY: demo test install deps-device deps-test clean
+# The genre library, retrained from scratch (about 40 min on a 2-core CPU; see models/README.md).
+STYLE_GENRES := rock pop jazz bossa blues funk country
+
+.PHONY: demo test library install deps-device deps-test clean
 
 demo: $(VENV)/.device-installed
 	$(BIN)/deepkeys demo --out $(DEMO_OUT)
@@ -25,6 +28,12 @@ test: $(VENV)/.test-installed
 # The appliance on a Pi: the code in /opt/deepkeys, then user, config and service.
 install: $(VENV)/.device-installed
 	$(SUDO) $(BIN)/deepkeys install
+
+library: $(VENV)/.test-installed
+	for g in $(STYLE_GENRES); do \
+	  $(BIN)/deepkeys train --genre $$g --epochs 20 --seed 0 && $(BIN)/deepkeys export --genre $$g || exit 1; \
+	done
+	$(BIN)/deepkeys export --genre symphony
 
 deps-device: $(VENV)/.device-installed
 deps-test: $(VENV)/.test-installed

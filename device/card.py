@@ -57,6 +57,7 @@ class TrackSpec:
     onset_output: str = ""  # the per-step onset probability (mono and poly tracks)
     velocity: int = 80
     drum_notes: tuple[int, ...] = ()  # drums: the GM note each drum class plays
+    threshold: float = 0.5  # poly and drums: the probability at which a note or hit fires
 
     def to_json(self) -> dict[str, Any]:
         out = {"name": self.name, "program": self.program, "channel": self.channel,
@@ -64,6 +65,8 @@ class TrackSpec:
                "onset_output": self.onset_output, "velocity": self.velocity}
         if self.drum_notes:
             out["drum_notes"] = list(self.drum_notes)
+        if self.kind != "mono":
+            out["threshold"] = self.threshold
         return out
 
 
@@ -188,6 +191,8 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
         for out in (t.output,) if t.kind == "drums" else (t.output, t.onset_output):
             if out not in outputs:
                 raise ValueError(f"track {t.name!r} names output {out!r}, which is not in shapes")
+        if not 0.0 < t.threshold < 1.0:
+            raise ValueError(f"track {t.name!r} has a threshold outside (0, 1)")
         if t.kind == "drums" and (len(t.drum_notes) != outputs[t.output].shape[-1]
                                   or not all(0 <= n <= 127 for n in t.drum_notes)):
             raise ValueError(f"drum track {t.name!r} needs one GM note per drum class")

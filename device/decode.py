@@ -76,10 +76,14 @@ def _sharpen(p: np.ndarray, temperature: float) -> np.ndarray:
 
 def _fires(p: np.ndarray, threshold: float, temperature: float,
            rng: np.random.Generator | None) -> np.ndarray:
-    """Which of independent events happen: a threshold at temperature 0, else a draw."""
+    """Which of independent events happen: a threshold at temperature 0, else a draw
+    that is even odds at the threshold."""
     if temperature <= 0 or rng is None:
         return p >= threshold
-    return rng.random(p.shape) < _sharpen(p, temperature)
+    # Move the threshold to 0.5 (in log-odds), then sharpen or flatten by the temperature.
+    logit = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1))
+    shifted = 1 / (1 + np.exp(-(logit - np.log(threshold / (1 - threshold)))))
+    return rng.random(p.shape) < _sharpen(shifted, temperature)
 
 
 def decode_poly(
@@ -147,15 +151,17 @@ def decode_track(
     temperature: float = 0.0,
     rng: np.random.Generator | None = None,
     drum_notes: list[int] | tuple[int, ...] = (),
+    threshold: float = 0.5,
 ) -> list[Note]:
     """One track of a model's output, whatever its kind, as notes on the step grid.
 
     The device (``generator``) and the host's evaluation both decode through here.
+    ``threshold`` is the card's, for poly and drum tracks.
     """
     if kind == "mono":
         return voice_to_notes(*decode_voice(probs, onset_prob, pitch_low, temperature, rng))
     if kind == "poly":
-        return decode_poly(probs, onset_prob, pitch_low, temperature, rng)
+        return decode_poly(probs, onset_prob, pitch_low, temperature, rng, threshold=threshold)
     if kind == "drums":
-        return decode_drums(probs, drum_notes, temperature, rng)
+        return decode_drums(probs, drum_notes, temperature, rng, threshold=threshold)
     raise ValueError(f"unknown track kind {kind!r}")

@@ -115,7 +115,8 @@ class Generator:
             stop = min(start + card.steps, n_steps)
             for track in card.tracks:
                 notes = decode_track(track.kind, out[track.output], out.get(track.onset_output),
-                                     card.pitch_low, temperature, rng, track.drum_notes)
+                                     card.pitch_low, temperature, rng, track.drum_notes,
+                                     track.threshold)
                 back = 0 if track.kind == "drums" else -shift  # drums have no register
                 parts[track.name].extend(_take(notes, start, take_from, stop, back))
         return parts

@@ -64,7 +64,8 @@ def _dataset_text(genre: str, data_folder: Path | None) -> str:
 
 def export(args: argparse.Namespace) -> int:
     from .dataset import load_windows
-    from .export import add_metrics, calibration_set, export as run_export, load_run
+    from .export import (add_metrics, calibrate_thresholds, calibration_set, export as run_export,
+                         load_run, set_thresholds)
     from .train import read_log
 
     from .export import INSTRUMENTATION, reuse
@@ -86,6 +87,9 @@ def export(args: argparse.Namespace) -> int:
                       melody_center=int(np.median(train_melody[train_melody >= 0])),
                       history=read_log(run_dir / "log.jsonl"), extra_provenance={},
                       dataset=_dataset_text(args.genre, data_folder))
+    if any(t.kind != "mono" for t in card.tracks):
+        card = set_thresholds(card.path, calibrate_thresholds(card, float_model_of(card),
+                                                              data["validation"]))
     f1 = int8_float_agreement(card, data["test"])
     table = evaluation(card, data["test"], seed=0)
     add_metrics(card.path, {"test_split": table, "int8_vs_float_note_f1": round(f1, 4),
@@ -132,10 +136,10 @@ def evaluation(card: ModelCard, windows, seed: int = 0,
 
 def evaluate(args: argparse.Namespace) -> int:
     from .dataset import load_windows
-    from .evaluate import format_table, genre_confusion, quality_checks
+    from .evaluate import format_table, genre_confusion, library_table, quality_checks
 
     genres = args.genre
-    tests, cards = {}, {}
+    tests, cards, tables = {}, {}, {}
     for genre in genres:
         card = load_card(card_path(genre, args.models))
         data_genre = card.provenance.get("reuses", genre)  # symphony: the chorale data
@@ -148,8 +152,11 @@ def evaluate(args: argparse.Namespace) -> int:
         if any(t.kind != "mono" for t in card.tracks):
             print(quality_checks(table))
         print()
-        tests[genre], cards[genre] = windows, card
+        tests[genre], cards[genre], tables[genre] = windows, card, table
     if len(genres) > 1:
+        print("Generated / data, per genre (held-out melodies):")
+        print(library_table(tables))
+        print()
         real = {g: true_parts_of(cards[g], tests[g]) for g in genres}
         made = {g: generated_parts(cards[g], tests[g], args.seed, args.temperature) for g in genres}
         print(genre_confusion(real, made))
@@ -189,12 +196,14 @@ def int8_float_agreement(card: ModelCard, windows) -> float:
     melody = melody_tensor(windows.melody_pitch, windows.melody_onset, cfg)
     out = model.predict({"melody": melody, "noise": np.tile(noise, (len(melody), 1))},
                         batch_size=64, verbose=0)
-    float_parts = decode_outputs(out, kinds, cfg.pitch_low, drum_notes=drum_notes)
+    thresholds = {t.name: t.threshold for t in card.tracks}
+    float_parts = decode_outputs(out, kinds, cfg.pitch_low, drum_notes=drum_notes,
+                                 thresholds=thresholds)
     both = either = 0
     for i in range(len(melody)):
         q = generator.infer(windows.melody_pitch[i], windows.melody_onset[i], noise)
         int8_parts = decode_outputs({k: v[None] for k, v in q.items()}, kinds, cfg.pitch_low,
-                                    drum_notes=drum_notes)[0]
+                                    drum_notes=drum_notes, thresholds=thresholds)[0]
         a, b = _cells(int8_parts), _cells(float_parts[i])
         both += len(a & b)
         either += len(a) + len(b)

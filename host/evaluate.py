@@ -24,14 +24,17 @@ Parts = dict[str, list[Note]]
 
 def decode_outputs(outputs: dict[str, np.ndarray], kinds: dict[str, str], pitch_low: int,
                    temperature: float = 0.0, seed: int = 0,
-                   drum_notes: Sequence[int] = DEFAULT_DRUM_NOTES) -> list[Parts]:
+                   drum_notes: Sequence[int] = DEFAULT_DRUM_NOTES,
+                   thresholds: dict[str, float] | None = None) -> list[Parts]:
     """Batched model outputs (N, ...) -> per window, the notes of each track, decoded
-    exactly as the device decodes them."""
+    exactly as the device decodes them (``thresholds``: the card's, per track)."""
     rng = np.random.default_rng(seed)
     n = len(next(iter(outputs.values())))
+    thresholds = thresholds or {}
     return [{name: decode_track(kind, outputs[name][i],
                                 outputs[f"{name}_onset"][i] if kind != "drums" else None,
-                                pitch_low, temperature, rng, tuple(drum_notes))
+                                pitch_low, temperature, rng, tuple(drum_notes),
+                                thresholds.get(name, 0.5))
              for name, kind in kinds.items()} for i in range(n)]
 
 
@@ -208,4 +211,19 @@ def genre_confusion(real: dict[str, list[Parts]], made: dict[str, list[Parts]]) 
                      + f" | {counts[i] / max(len(guess), 1):.0%} |")
     lines.append(f"\nGenre of generated windows recognized by a classifier trained on the data: "
                  f"{correct / max(total, 1):.1%} ({correct}/{total}; chance {1 / len(genres):.0%})")
+    return "\n".join(lines)
+
+
+def library_table(tables: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One row per genre: each headline metric as generated / data, and how many of the
+    quality bar's checks pass."""
+    keys = ("EB", "UPC", "QN", "DP", "TD", "consonance")
+    lines = ["| genre | " + " | ".join(keys) + " | quality bar |", "|---|" + "---|" * (len(keys) + 1)]
+    for genre, table in tables.items():
+        gen, real = table["generated"], table["real"]
+        cells = [f"{gen[k]:.2f} / {real[k]:.2f}" if k in gen and np.isfinite(gen[k]) else "-"
+                 for k in keys]
+        checks = quality_checks(table).splitlines()
+        passed = sum(line.startswith("PASS") for line in checks)
+        lines.append(f"| {genre} | " + " | ".join(cells) + f" | {passed}/{len(checks)} |")
     return "\n".join(lines)

@@ -234,6 +234,50 @@ def reuse(source: ModelCard, genre: str, out_dir: Path) -> ModelCard:
     return loaded
 
 
+THRESHOLDS = np.round(np.arange(0.2, 0.65, 0.05), 2)
+
+
+def calibrate_thresholds(card: ModelCard, model, windows, n: int = 256) -> dict[str, float]:
+    """For each poly and drum track, the firing threshold whose decoded notes come
+    closest in number to the data's, on ``n`` validation windows: a multi-hot part
+    whose pitches are uncertain (an arpeggio's next chord tone) otherwise falls silent."""
+    from .evaluate import decode_outputs, true_parts
+
+    cfg = GeneratorConfig.from_json(card.provenance["generator"])
+    kinds = {t.name: t.kind for t in card.tracks}
+    drum_notes = next((t.drum_notes for t in card.tracks if t.kind == "drums"), ())
+    sample = windows.take(np.linspace(0, len(windows) - 1, min(n, len(windows))).astype(int))
+    rng = np.random.default_rng(0)
+    noise = np.stack([noise_vector(cfg.noise_dim, len(cfg.grooves), int(g), rng)
+                      for g in sample.groove])
+    out = model.predict({"melody": melody_tensor(sample.melody_pitch, sample.melody_onset, cfg),
+                         "noise": noise}, batch_size=64, verbose=0)
+    truth = true_parts(sample, kinds, drum_notes)
+    chosen = {}
+    for name, kind in kinds.items():
+        if kind == "mono":
+            continue
+        target = sum(len(p[name]) for p in truth)
+        counts = [sum(len(p[name]) for p in decode_outputs(
+                      out, {name: kind}, cfg.pitch_low, drum_notes=drum_notes,
+                      thresholds={name: float(th)})) for th in THRESHOLDS]
+        chosen[name] = float(THRESHOLDS[int(np.argmin([abs(c - target) for c in counts]))])
+        log.info("threshold track=%s chosen=%.2f notes=%d data=%d", name, chosen[name],
+                 counts[int(np.argmin([abs(c - target) for c in counts]))], target)
+    return chosen
+
+
+def set_thresholds(card_path: Path, thresholds: dict[str, float]) -> ModelCard:
+    """Write calibrated thresholds into a card (the model's sha256 is unaffected)."""
+    raw = json.loads(card_path.read_text())
+    for track in raw["tracks"]:
+        if track["name"] in thresholds:
+            track["threshold"] = thresholds[track["name"]]
+    raw["provenance"]["thresholds"] = "calibrated on the validation split (host/export.py)"
+    atomic_write_bytes(card_path, (json.dumps(raw, indent=1) + "\n").encode())
+    return load_card(card_path)
+
+
 def add_metrics(card_path: Path, metrics: dict) -> None:
     """Record evaluation figures in a card (the card's sha256 is of the model, unaffected)."""
     raw = json.loads(card_path.read_text())
