@@ -35,6 +35,7 @@ import numpy as np
 
 from . import events as ev
 from .errors import UserError
+from .midifile import DRUM_CHANNEL
 from .render import DRUM_BANK, GAIN, _check_soundfont, default_soundfont, import_fluidsynth
 
 LIVE_CHANNEL = 0
@@ -106,8 +107,11 @@ class Synth:
             raise UserError(f"{font}: FluidSynth cannot load this SoundFont")
         self._fs.program_select(LIVE_CHANNEL, self._sfid, 0, live_program)
         # The click gets its own percussion channel, so the composition's drums and
-        # the metronome never cut each other off.
+        # the metronome never cut each other off. A composition's drums play on MIDI
+        # channel 10 with no program change (as in a MIDI file), so that channel gets the
+        # kit here: sfload leaves every channel without a preset.
         self._fs.program_select(CLICK_CHANNEL, self._sfid, DRUM_BANK, 0)
+        self._fs.program_select(DRUM_CHANNEL, self._sfid, DRUM_BANK, 0)
 
         # The audio thread calls the C functions itself, through PyDLL: unlike
         # pyfluidsynth's CDLL, it keeps the GIL across each call. A block makes

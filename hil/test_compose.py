@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import mido
+import pytest
 
 from deepkeys.device.card import load_card
 from deepkeys.device.models import genres_in
@@ -35,7 +36,8 @@ def record_take(rig: Rig, melody: list[int], press=None) -> None:
     rig.wait_event(lambda e: e.get("action") == "save_take", 10, "the take", after=mark)
 
 
-def test_record_genre_generate_plays_and_saves_what_it_played(make_rig) -> None:
+@pytest.mark.parametrize("target", ["rock", "chorale"])  # a band with drums; voices only
+def test_record_genre_generate_plays_and_saves_what_it_played(make_rig, target) -> None:
     rig = make_rig(tempo_bpm=TEMPO, max_bars=4, count_in_bars=1)
     rig.recorder.clear()
     record_take(rig, MELODY)
@@ -43,10 +45,15 @@ def test_record_genre_generate_plays_and_saves_what_it_played(make_rig) -> None:
     rig.wait_for(lambda: rig.status().get("take_bars") == 4, 2, "a 4-bar take in the status")
 
     genres = rig.status()["genres"]
-    rig.press("genre")  # with one genre installed it stays; with more it moves on
-    time.sleep(0.2)  # the status snapshot is rebuilt every 50 ms
-    genre = rig.status()["genre"]
-    assert genre == genres[1 % len(genres)]
+    assert target in genres, f"{target} is not installed ({genres})"
+    for presses in range(1, len(genres) + 1):  # GENRE steps through the installed genres
+        before = rig.status()["genre"]
+        rig.press("genre")
+        time.sleep(0.2)  # the status snapshot is rebuilt every 50 ms
+        genre = rig.status()["genre"]
+        assert genre == genres[(genres.index(before) + 1) % len(genres)]
+        if genre == target:
+            break
 
     rig.recorder.clear()
     mark = rig.mark()
@@ -78,7 +85,14 @@ def test_record_genre_generate_plays_and_saves_what_it_played(make_rig) -> None:
     for name, r in report.items():
         if r.checked < 4:  # a part that rests most of the loop (a pad may): nothing to judge
             continue
-        assert r.present >= 0.75, f"{name}: the file's notes were not heard ({r})"
+        if name == "melody" or r.kind == "drums":
+            assert r.present >= 0.75, f"{name}: the file's notes were not heard ({r})"
+        else:
+            # A band's bass shares the low end with kick, toms and comping, and a soft
+            # acoustic bass's fundamental is weak: its notes stand out less often, but
+            # far more often than the same notes a semitone off.
+            assert r.shifted is not None and r.present >= r.shifted + 0.3, (
+                f"{name}: the file's notes sound no more than a semitone off ({r})")
         if r.kind == "melodic" and r.shifted is not None:
             assert r.shifted <= 0.5, f"{name}: a semitone off sounds as good ({r})"
     # The genre's low end: its bass part (or drums) puts energy below the melody's range,

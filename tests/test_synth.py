@@ -205,3 +205,20 @@ def test_missing_soundfont_is_a_user_error(tmp_path: Path, monkeypatch: pytest.M
 def test_bad_channel_is_refused(synth: Synth) -> None:
     with pytest.raises(ValueError):
         synth.noteon(60, 100, channel=16)
+
+
+def test_a_compositions_drums_on_channel_10_play_the_kit(synth):
+    """Drum tracks carry no program change, as in a MIDI file: channel 10 must already
+    hold the percussion kit, or the drums are silent (a bug the HIL suite caught)."""
+    def hit(channel: int, note: int) -> np.ndarray:
+        first = synth.render(256, [(0, NOTE_ON, channel, note, 110)]).copy()
+        out = np.concatenate([first] + [synth.render(256).copy() for _ in range(20)])
+        synth.all_notes_off()
+        run(synth, 1.0)
+        return out.astype(np.float64).mean(axis=1)
+
+    snare = hit(9, 38)
+    assert rms(snare) > 300
+    spectrum = np.abs(np.fft.rfft(snare))
+    freqs = np.fft.rfftfreq(len(snare), 1 / synth.rate)
+    assert spectrum[freqs > 2000].sum() > 0.3 * spectrum.sum()  # noise-like, not a pitch
