@@ -34,13 +34,14 @@ def config_file(tmp_path: Path, soundfont: Path) -> Path:
 [player]
 tempo_bpm = 240
 max_bars = 4
+default_genre = "chorale"
 [publish]
 command = ["{sys.executable}", "-c", "import shutil, sys; shutil.copy(*sys.argv[1:])",
            "{{mid}}", "{tmp_path / 'published.mid'}"]
 """))
     # A broken model beside the good one: skipped with a log line, never fatal.
     (tmp_path / "extra-models").mkdir()
-    (tmp_path / "extra-models" / "jazz.json").write_text("{ not a card")
+    (tmp_path / "extra-models" / "polka.json").write_text("{ not a card")
     return path
 
 
@@ -70,7 +71,7 @@ def test_run_notifies_ready_feeds_the_watchdog_and_stops_on_sigterm(config_file,
         status = ControlClient(tmp_path / "ctl.sock").request("status")
         assert status["ok"] and status["state"] == "idle"
         shipped = sorted(p.stem for p in MODELS.glob("*.json"))
-        assert status["genres"] == shipped and status["genre"] == shipped[0]
+        assert status["genres"] == shipped and status["genre"] == "chorale"  # default_genre
         assert status["midi"]["ports"] == ["sim keyboard"]
         assert status["audio"]["periods_written"] > 0 and "underruns" in status["audio"]
         assert len(status["model_sha256"]) == 64
@@ -88,7 +89,7 @@ def test_run_notifies_ready_feeds_the_watchdog_and_stops_on_sigterm(config_file,
         assert not (tmp_path / "ctl.sock").exists()
         log = proc.stdout.read()
         assert "event=stopped" in log
-        assert "event=model_skipped genre=jazz" in log
+        assert "event=model_skipped genre=polka" in log
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -97,6 +97,7 @@ def config_file(tmp_path: Path, soundfont: Path) -> Path:
 device = "null"
 [player]
 tempo_bpm = 240
+default_genre = "chorale"
 [paths]
 state_dir = "{tmp_path / 'state'}"
 socket = "{tmp_path / 'ctl.sock'}"
