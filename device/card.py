@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .encoding import STEPS_PER_BAR
-from .errors import UserError
+from .errors import UserError, first_line
 
 CARD_FORMAT = "deepkeys-model/1"
 # How a track is represented (the decoding of each is in ``decode``):
@@ -157,11 +157,11 @@ def load_card(path: str | Path, verify_model: bool = True) -> ModelCard:
     except FileNotFoundError:
         raise UserError(f"{path}: model card not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not a readable model card ({_first_line(exc)})") from None
+        raise UserError(f"{path}: not a readable model card ({first_line(exc)})") from None
     try:
         card = _parse(raw, path)
     except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: malformed model card ({_first_line(exc)})") from None
+        raise UserError(f"{path}: malformed model card ({first_line(exc)})") from None
     if verify_model:
         model = card.model_path
         if not model.is_file():
@@ -232,6 +232,3 @@ def _tensor(name: str, raw: dict[str, Any]) -> TensorSpec:
     return TensorSpec(name, tuple(int(d) for d in raw["shape"]), float(raw["scale"]),
                       int(raw["zero_point"]))
 
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

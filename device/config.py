@@ -41,7 +41,7 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, one_line
 from .models import SHIPPED_MODELS
 
 DEFAULT_PATH = Path("/etc/deepkeys/config.toml")
@@ -327,7 +327,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except UnicodeDecodeError:
         raise UserError(f"{file}: not valid TOML: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{file}: not valid TOML: {_one_line(exc)}") from None
+        raise UserError(f"{file}: not valid TOML: {one_line(exc)}") from None
     try:
         config = _build(Config, data, "")
         _check_whole(config)
@@ -447,6 +447,3 @@ def _show(value: Any) -> str:
     text = _toml(value) if isinstance(value, (bool, int, float, str, list)) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

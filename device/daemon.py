@@ -40,7 +40,7 @@ from .atomic import atomic_write_bytes
 from .config import Config
 from .control import ControlServer, event_dict
 from .encoding import Composition, Track
-from .errors import UserError
+from .errors import UserError, one_line
 from .events import (
     BUTTONS,
     Action,
@@ -65,10 +65,6 @@ LATENCY_WINDOW = 1024  # key-to-audio samples kept for the status
 LIVE_EVENTS = (NoteOn, NoteOff, ControlChange, PitchBend)
 BIG_ARGS = ("take", "composition")  # not sent to monitors
 RELOAD_TIMEOUT_S = 10.0
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class _Reload:
@@ -159,7 +155,7 @@ class Daemon:
                     continue
                 loaded[genre] = Generator(card)
             except Exception as exc:  # a corrupt model must not keep the keys silent
-                errors[genre] = _one_line(exc)
+                errors[genre] = one_line(exc)
                 kept = old is not None
                 if kept:
                     loaded[genre] = old
@@ -265,7 +261,7 @@ class Daemon:
         try:
             func()
         except Exception as exc:
-            log.warning(kv(event="close_failed", part=what, error=_one_line(exc)))
+            log.warning(kv(event="close_failed", part=what, error=one_line(exc)))
 
     # ================================================================ the main loop
     def run(self, until: Callable[[], bool] | None = None) -> None:
@@ -393,7 +389,7 @@ class Daemon:
                         ms=round((time.monotonic() - t0) * 1e3, 1)))
         except Exception as exc:
             self.counts["generation_errors"] += 1
-            done = GenerationDone(genre, seed, None, error=_one_line(exc), t=time.monotonic())
+            done = GenerationDone(genre, seed, None, error=one_line(exc), t=time.monotonic())
             log.error(kv(event="generation_failed", genre=genre, seed=seed, error=done.error))
         # GenerationDone must not be lost to a full queue: wait for room, unless stopping.
         while not self._stop.is_set():
@@ -444,7 +440,7 @@ class Daemon:
             atomic_write_bytes(side, (json.dumps(meta, indent=2) + "\n").encode())
         except OSError as exc:
             self.counts["save_errors"] += 1
-            log.error(kv(event="save_failed", path=mid, error=exc.strerror or _one_line(exc)))
+            log.error(kv(event="save_failed", path=mid, error=exc.strerror or one_line(exc)))
             return None
         self.counts["saved"] += 1
         log.info(kv(event="saved", mid=mid, json=side))
@@ -458,7 +454,7 @@ class Daemon:
                                     timeout=PUBLISH_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             self.counts["publish_errors"] += 1
-            log.error(kv(event="publish_failed", command=argv[0], error=_one_line(exc)))
+            log.error(kv(event="publish_failed", command=argv[0], error=one_line(exc)))
             return
         if result.returncode != 0:
             self.counts["publish_errors"] += 1

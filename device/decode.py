@@ -42,21 +42,30 @@ def decode_voice(
     """
     steps, n_classes = probs.shape
     rest_class = n_classes - 1
-    silent = probs.argmax(axis=1) == rest_class
-    boundary = np.ones(steps, dtype=bool)
-    boundary[1:] = (silent[1:] != silent[:-1]) | ((onset_prob[1:] >= onset_threshold) & ~silent[1:])
-    starts = np.flatnonzero(boundary)
-    ends = np.append(starts[1:], steps)
-
     pitch = np.full(steps, REST, dtype=np.int16)
     onset = np.zeros(steps, dtype=bool)
-    for start, end in zip(starts, ends):
-        if silent[start]:
-            continue
+    for start, end in _sounding_segments(probs.argmax(axis=1) == rest_class, onset_prob,
+                                         onset_threshold):
         choice = _choose(probs[start:end, :rest_class].mean(axis=0), temperature, rng)
         pitch[start:end] = pitch_low + choice
         onset[start] = True
     return pitch, onset
+
+
+def _sounding_segments(silent: np.ndarray, onset_prob: np.ndarray,
+                       onset_threshold: float) -> list[tuple[int, int]]:
+    """(start, end) of each note or chord: a new one begins where the onset head fires
+    or where silence ends; silent stretches are left out.
+
+    >>> _sounding_segments(np.array([0, 0, 1, 0, 0], bool), np.array([1, 0, 0, 0, 0.9]), 0.5)
+    [(0, 2), (3, 4), (4, 5)]
+    """
+    steps = len(silent)
+    boundary = np.ones(steps, dtype=bool)
+    boundary[1:] = (silent[1:] != silent[:-1]) | ((onset_prob[1:] >= onset_threshold) & ~silent[1:])
+    starts = np.flatnonzero(boundary)
+    ends = np.append(starts[1:], steps)
+    return [(int(s), int(e)) for s, e in zip(starts, ends) if not silent[s]]
 
 
 def _choose(p: np.ndarray, temperature: float, rng: np.random.Generator | None) -> int:
@@ -108,16 +117,9 @@ def decode_poly(
     [Note(pitch=60, start=0, end=2, velocity=96), Note(pitch=61, start=0, end=2, velocity=96),
      Note(pitch=60, start=2, end=4, velocity=96), Note(pitch=61, start=2, end=4, velocity=96)]
     """
-    steps = len(probs)
-    silent = probs.max(axis=1) < threshold
-    boundary = np.ones(steps, dtype=bool)
-    boundary[1:] = (silent[1:] != silent[:-1]) | ((onset_prob[1:] >= onset_threshold) & ~silent[1:])
-    starts = np.flatnonzero(boundary)
-    ends = np.append(starts[1:], steps)
     notes: list[Note] = []
-    for start, end in zip(starts, ends):
-        if silent[start]:
-            continue
+    for start, end in _sounding_segments(probs.max(axis=1) < threshold, onset_prob,
+                                         onset_threshold):
         mean = probs[start:end].mean(axis=0)
         chosen = np.flatnonzero(_fires(mean, threshold, temperature, rng))
         chosen = chosen[np.argsort(-mean[chosen])][:max_notes]

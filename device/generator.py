@@ -27,7 +27,7 @@ import numpy as np
 from .card import ModelCard, TensorSpec, load_card
 from .decode import decode_track
 from .encoding import REST, Note, notes_to_voice
-from .errors import UserError
+from .errors import UserError, first_line
 
 Voice = tuple[np.ndarray, np.ndarray]  # a melody window: (pitch, onset) over steps
 
@@ -48,7 +48,7 @@ class Generator:
             interpreter = _interpreter_class()(model_path=str(path), num_threads=threads)
             self._runner = interpreter.get_signature_runner()
         except (ValueError, RuntimeError) as exc:
-            raise UserError(f"{path}: not a loadable LiteRT model ({_line(exc)})") from None
+            raise UserError(f"{path}: not a loadable LiteRT model ({first_line(exc)})") from None
         self._interpreter = interpreter
         self.last_groove: str | None = None  # the groove of the last accompaniment
         self._check(self._runner.get_input_details(), card.inputs, "input")
@@ -196,7 +196,3 @@ def _quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
 def _dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return (q.astype(np.float32) - spec.zero_point) * spec.scale
 
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

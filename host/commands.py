@@ -123,13 +123,14 @@ def generated_parts(card: ModelCard, windows, seed: int = 0,
             for i in range(len(windows))]
 
 
-def evaluation(card: ModelCard, windows, seed: int = 0,
-               temperature: float | None = None) -> dict[str, dict[str, float]]:
-    """The evaluate table: int8 generation vs real vs shuffled, on held-out windows."""
+def evaluation(card: ModelCard, windows, seed: int = 0, temperature: float | None = None,
+               made: list[dict] | None = None) -> dict[str, dict[str, float]]:
+    """The evaluate table: int8 generation (``made``, or generated here) vs real vs
+    shuffled, on held-out windows."""
     from .evaluate import evaluate_table
 
     table = evaluate_table(windows, kinds_of(card),
-                           lambda *_: generated_parts(card, windows, seed, temperature),
+                           lambda *_: made or generated_parts(card, windows, seed, temperature),
                            drum_notes_of(card))
     return {row: {k: round(v, 4) for k, v in vals.items()} for row, vals in table.items()}
 
@@ -139,12 +140,13 @@ def evaluate(args: argparse.Namespace) -> int:
     from .evaluate import format_table, genre_confusion, library_table, quality_checks
 
     genres = args.genre
-    tests, cards, tables = {}, {}, {}
+    tests, cards, tables, made = {}, {}, {}, {}
     for genre in genres:
         card = load_card(card_path(genre, args.models))
         data_genre = card.provenance.get("reuses", genre)  # symphony: the chorale data
         windows = load_windows(data_genre, args.data, args.melody_track, card.bars)["test"]
-        table = evaluation(card, windows, seed=args.seed, temperature=args.temperature)
+        made[genre] = generated_parts(card, windows, args.seed, args.temperature)
+        table = evaluation(card, windows, made=made[genre])
         temperature = card.playback.temperature if args.temperature is None else args.temperature
         print(f"evaluate: genre={genre} model={card.model_path} windows={len(windows)} "
               f"(held-out melodies, {card.bars}-bar windows) temperature={temperature}")
@@ -158,7 +160,6 @@ def evaluate(args: argparse.Namespace) -> int:
         print(library_table(tables))
         print()
         real = {g: true_parts_of(cards[g], tests[g]) for g in genres}
-        made = {g: generated_parts(cards[g], tests[g], args.seed, args.temperature) for g in genres}
         print(genre_confusion(real, made))
     return 0
 

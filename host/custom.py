@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..device.encoding import STEPS_PER_BAR
-from ..device.errors import UserError
+from ..device.errors import UserError, first_line
 from .dataset import Windows
 from .multitrack import MidiNote, bars_of, grid_parts, line, read_notes, role_of
 from .styles import StylePiece, windows
@@ -65,7 +65,7 @@ def read_piece(path: Path, melody_track: str | None, bars: int) -> StylePiece:
     try:
         notes, mid = read_notes(path)
     except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
-        raise SkipFile(f"not a readable MIDI file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise SkipFile(f"not a readable MIDI file ({first_line(exc)})") from None
     metres = {(m.numerator, m.denominator) for t in mid.tracks for m in t
               if m.type == "time_signature"}
     if metres - {(4, 4)}:
