@@ -70,7 +70,7 @@ def test_record_genre_generate_plays_and_saves_what_it_played(make_rig, target) 
     card = load_card(genres_in(rig.options.models)[genre])
     tracks = read_notes(saved["mid"])
     assert list(tracks) == ["melody", *[t.name for t in card.tracks]]
-    assert [n.pitch for n in tracks["melody"]] == MELODY
+    assert [n.pitch for n in tracks["melody"]] == MELODY, rig.status().get("midi")
     assert mido.MidiFile(saved["mid"]).length > 0.9 * loop_s
 
     # The sound: the loop begins at the first onset after GENERATE (all was quiet).

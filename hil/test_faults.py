@@ -107,6 +107,16 @@ def test_midi_abuse_is_survived_and_stop_releases_stuck_notes(rig: Rig) -> None:
     midi = rig.status()["midi"]
     assert midi["counts"]["sysex"] == 200 and midi["counts"]["invalid"] >= 3
 
+    # STOP must come after the held keys: wait until the MIDI reader has drained the
+    # flood (its note count stops moving, nothing pending), so the button queues behind
+    # every key, not just behind any 4 sounding voices.
+    def drained() -> bool:
+        before = rig.status()["midi"]
+        time.sleep(0.3)
+        after = rig.status()["midi"]
+        return before["counts"] == after["counts"] and not after.get("pending")
+
+    rig.wait_for(drained, 10, "the MIDI backlog drained")
     rig.press("play")  # idle: PLAY/STOP is STOP, the panic button
     rig.wait_for(lambda: rig.status().get("voices") == 0, 5, "STOP releasing every note")
     rig.recorder.clear()
