@@ -63,8 +63,11 @@ socket = "{tmp_path / 'ctl.sock'}"
         assert daemon.box.take is not None and [n.pitch for n in daemon.box.take.notes] == \
             [67, 69, 71, 72]
         press("generate")
+        # The state changes first and the PLAY LED follows in the same dispatch, on the
+        # daemon's thread: wait for both, or this thread can read between the two.
         deadline = time.monotonic() + 10
-        while daemon.box.state != "playing" and time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (
+                daemon.box.state == "playing" and daemon.panel.leds["play"] == "on"):
             time.sleep(0.02)
         assert daemon.box.state == "playing"
         assert daemon.panel.leds["play"] == "on"
