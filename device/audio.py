@@ -1,9 +1,13 @@
 """The audio thread: render a period from the synth, write it to ALSA, repeat.
 
-One thread owns the PCM and the synth's render side. Each period it takes the
-sequencer's events for the block, renders the block (queued live MIDI first),
-and writes it with a blocking ``PCM.write``, which is what paces the loop on a
-real sound card. Underruns are recovered and counted; so are write errors.
+One thread owns the PCM and the synth's render side. Each period it waits until
+the device has room for a whole period, then takes the sequencer's events for the
+block, renders it (queued live MIDI first) and writes it, which no longer blocks.
+Waiting first and rendering second matters: a loop that renders and then blocks
+in ``PCM.write`` holds each block a whole period before the device takes it, and
+a key pressed meanwhile waits for the block after. Measured through the HIL rig
+(``deepkeys bench e2e``), waiting first took one period off key-to-sound.
+Underruns are recovered and counted; so are write errors.
 
 >>> with AudioOutput(synth, sequencer, device="default") as out:   # doctest: +SKIP
 ...     synth.noteon(60, 100)                  # heard within about one period
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import sys
 import threading
 import time
@@ -88,8 +93,9 @@ class AudioOutput:
     (``stats().period``), and blocks are rendered one granted period each.
     ``realtime`` asks for SCHED_FIFO on the audio thread and runs without it
     when refused. ``pace`` sleeps as a sound card would consume, for devices that
-    never block (``null``). ``on_block(info)`` runs on the audio thread after
-    each render; it must be quick. While running, the interpreter's GIL switch
+    never block (``null``). ``before_render()`` runs on the audio thread once the
+    device has room, just before each render (the daemon takes the keys that have
+    just come there); ``on_block(info)`` runs after each render. Both must be quick. While running, the interpreter's GIL switch
     interval is lowered to ``switch_interval`` (None leaves it alone).
     """
 
@@ -104,6 +110,7 @@ class AudioOutput:
         priority: int = RT_PRIORITY,
         pace: bool = False,
         on_block: Callable[[BlockInfo], Any] | None = None,
+        before_render: Callable[[], Any] | None = None,
         switch_interval: float | None = SWITCH_INTERVAL_S,
     ) -> None:
         self.synth = synth
@@ -116,6 +123,7 @@ class AudioOutput:
         self.priority = priority
         self.pace = pace
         self.on_block = on_block
+        self.before_render = before_render
         self.switch_interval = switch_interval
         self._saved_interval: float | None = None
 
@@ -137,6 +145,7 @@ class AudioOutput:
         self._info = BlockInfo()
         self._pace_t0: float | None = None
         self._pace_written = 0.0
+        self._poller: Any = None  # select.poll over the PCM's descriptors
 
     # ---------------------------------------------------------------- control
     def start(self) -> AudioOutput:
@@ -235,6 +244,9 @@ class AudioOutput:
                 f"channels, need {self.rate} x 2 (try plug:{self.device})"
             )
         self.period, self.buffer = int(info["period_size"]), int(info["buffer_size"])
+        self._poller = select.poll()
+        for fd, mask in pcm.polldescriptors():
+            self._poller.register(fd, mask)
         log.info(
             "audio device=%s rate=%d period=%d buffer=%d buffer_ms=%.2f",
             self.device, self.rate, self.period, self.buffer, self.buffer / self.rate * 1e3,
@@ -261,6 +273,9 @@ class AudioOutput:
         while not self._stop.is_set():
             frames = self.period  # a reopened device may grant another period
             try:
+                self._wait_for_room(frames)
+                if self.before_render is not None:
+                    self.before_render()
                 t0 = time.monotonic()
                 events = sequencer.events_for_block(self.sample, frames) if sequencer else no_events
                 block = synth.render(frames, events)
@@ -282,9 +297,32 @@ class AudioOutput:
                               exc_info=True)
                 time.sleep(frames / self.rate)
 
-    def _write(self, block: np.ndarray) -> None:
+    def _wait_for_room(self, frames: int) -> None:
+        """Block until the device takes ``frames`` without waiting, as late as we can.
+
+        Polls the PCM's own descriptors (the ``jack`` plugin and real cards wake them
+        as each period drains). Returns early on an underrun or any error, which the
+        write then meets and recovers, and after a silent timeout, so a device that
+        stopped still reaches the write's error handling.
+        """
         if self.pace:
             self._pace_wait()
+            return
+        pcm, poller = self._pcm, self._poller
+        timeout_ms = max(5, int(4 * self.buffer / self.rate * 1e3))
+        while not self._stop.is_set():
+            try:
+                avail = pcm.avail()
+            except self._alsa_error:
+                return
+            if avail < 0 or avail >= frames or poller is None:
+                return
+            ready = poller.poll(timeout_ms)
+            if not ready:
+                return
+            pcm.polldescriptors_revents(ready)  # lets the plugin clear its wake-up
+
+    def _write(self, block: np.ndarray) -> None:
         data = block
         retried = False
         while len(data):

@@ -2,10 +2,14 @@
 
 Threads, as DESIGN.md fixes them:
 
-- MIDI, panel and control-socket threads only put events on ``Daemon.events``;
+- MIDI, panel and control-socket threads put events on ``Daemon.events``. Keys,
+  pedal and bend also go straight to the synth's queue as they are read
+  (:meth:`Daemon._sound`), and the audio thread reads the keyboards once more just
+  before each render (:meth:`Daemon._take_keys`): sound never waits for the main
+  loop, nor for the MIDI reader's next round (``deepkeys bench e2e``, README);
 - the main loop (:meth:`Daemon.run`) owns the state machine (``state.Appliance``):
-  it takes one event at a time, plays live notes on the synth at once, hands the
-  event to the appliance and carries out the actions it answers with, in order
+  it takes one event at a time, hands it to the appliance and carries out the
+  actions it answers with, in order
   (``do_<action>`` below, one method per name in ``events.ACTIONS``);
 - one generation worker runs inference and posts ``GenerationDone`` back;
 - one save worker writes takes and compositions (and runs ``publish.command``);
@@ -47,9 +51,6 @@ from .events import (
     Button,
     ControlChange,
     GenerationDone,
-    NoteOff,
-    NoteOn,
-    PitchBend,
     Tick,
 )
 from .midi_io import kv
@@ -62,7 +63,6 @@ SNAPSHOT_S = 0.050  # how often the status snapshot is rebuilt
 QUEUE_SIZE = 1024
 PUBLISH_TIMEOUT_S = 60.0
 LATENCY_WINDOW = 1024  # key-to-audio samples kept for the status
-LIVE_EVENTS = (NoteOn, NoteOff, ControlChange, PitchBend)
 BIG_ARGS = ("take", "composition")  # not sent to monitors
 RELOAD_TIMEOUT_S = 10.0
 
@@ -181,7 +181,8 @@ class Daemon:
         pace = a.device == "null" or a.device.startswith("file:") or \
             "null" in a.device.split(",")[-1]
         self.audio = AudioOutput(self.synth, self.seq, device=a.device, periodsize=a.period,
-                                 periods=a.periods, pace=pace, on_block=self._on_block)
+                                 periods=a.periods, pace=pace, on_block=self._on_block,
+                                 before_render=self._take_keys)
         self.audio.start()
 
     def _on_block(self, info: Any) -> None:
@@ -197,7 +198,18 @@ class Daemon:
         m = self.cfg.midi
         # The sim backend has no real ports: a virtual port there is only a name.
         self.midi = MidiInput(self.events, backend=m.api, ports=m.input_ports,
-                              virtual_port=m.virtual_port_name, queue_limit=QUEUE_SIZE - 64)
+                              virtual_port=m.virtual_port_name, queue_limit=QUEUE_SIZE - 64,
+                              on_event=self._sound)
+
+    def _take_keys(self) -> None:
+        """Audio thread, before each render: the keys that have come since the reader looked."""
+        if self.midi is not None:
+            self.midi.drain_now()
+
+    def _sound(self, event: Any) -> None:
+        """MIDI reader thread: play a key, pedal or bend now (the synth only queues it)."""
+        if not self._is_transport(event):
+            self.synth.handle(event)
 
     def _start_panel(self) -> None:
         from .panel import Panel
@@ -294,8 +306,6 @@ class Daemon:
         if isinstance(event, _Reload):
             self._apply_reload(event)
             return
-        if isinstance(event, LIVE_EVENTS) and not self._is_transport(event):
-            self.synth.handle(event)
         if not isinstance(event, Tick):
             self.counts["events"] += 1
             self._publish(event_dict(event))

@@ -166,23 +166,35 @@ class _RtMidiPorts:
                 midi_in.close_port()
                 midi_in.delete()
 
+    def drain(self, limit: int = 256, wait: bool = True) -> bool:
+        """Hand each port's queued messages, at most ``limit`` a port, to its callback.
+
+        True if any came. With ``wait=False`` it gives up at once when another thread
+        holds the ports (a port being opened or closed, or the reader draining).
+        """
+        if not self._lock.acquire(blocking=wait):
+            return False
+        busy = False
+        try:
+            for midi_in, callback in self._readers.values():
+                for _ in range(limit):  # a flooding port cannot starve the others
+                    try:
+                        message = midi_in.get_message()
+                    except Exception:
+                        self.read_errors += 1
+                        break
+                    if message is None:
+                        break
+                    busy = True
+                    callback(message[0])
+        finally:
+            self._lock.release()
+        return busy
+
     def _read(self) -> None:
         while not self._stop.is_set():
-            busy = False
-            with self._lock:
-                for midi_in, callback in self._readers.values():
-                    for _ in range(256):  # a flooding port cannot starve the others
-                        try:
-                            message = midi_in.get_message()
-                        except Exception:
-                            self.read_errors += 1
-                            break
-                        if message is None:
-                            break
-                        busy = True
-                        callback(message[0])
-            if not busy:
-                time.sleep(self.poll_s)
+            if not self.drain():
+                self._stop.wait(self.poll_s)
 
     def close(self) -> None:
         self._stop.set()
@@ -238,6 +250,10 @@ class SimPorts:
             listeners = self._virtual.setdefault(name, [])
             listeners.append(callback)
         return lambda: self._remove(listeners, callback)
+
+    def drain(self, limit: int = 256, wait: bool = True) -> bool:
+        """Nothing ever waits here: ``send()`` delivers at once."""
+        return False
 
     def _remove(self, listeners: list[RawCallback], callback: RawCallback) -> None:
         with self._lock:
@@ -296,8 +312,12 @@ class MidiInput:
     source except our own ports and "Midi Through". ``virtual_port``: also open an
     input port of that name that other programs (and tests) can connect to.
     ``poll_s``: how often the watcher looks for (un)plugged keyboards. ``read_s``:
-    how often the reader drains rtmidi's queues when idle. ``queue_limit`` bounds what we put on an unbounded queue. With ``watch=False``
-    there is no thread: call ``rescan()`` and ``flush()`` yourself.
+    how often the reader drains rtmidi's queues when idle. ``queue_limit`` bounds what
+    we put on an unbounded queue. ``on_event(event)``, if given, gets every event on
+    the reader thread before it is queued, even one the full queue then drops: the
+    daemon sounds keys there, so sound never waits for the main loop. It must be
+    quick and must not block; what it raises is counted as an error. With
+    ``watch=False`` there is no thread: call ``rescan()`` and ``flush()`` yourself.
 
     >>> import queue
     >>> q = queue.Queue(maxsize=1024)
@@ -314,8 +334,10 @@ class MidiInput:
                  ports: Sequence[str] = (), client_name: str = "deepkeys",
                  virtual_port: str | None = None, poll_s: float = 0.5,
                  read_s: float = 0.001, queue_limit: int = 1024, watch: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_event: Callable[[Any], None] | None = None) -> None:
         self.events = events
+        self.on_event = on_event
         api = _resolve(backend)
         self.backend = backend
         self.client_name = client_name
@@ -469,6 +491,8 @@ class MidiInput:
             self._counts[kind] += 1
         event = to_event(msg, self._clock()) if msg is not None else None
         if event is not None:
+            if self.on_event is not None:
+                self.on_event(event)  # first: the sound does not wait for the queue
             self._emit(event)
 
     def _full(self) -> bool:
@@ -516,6 +540,16 @@ class MidiInput:
             if not self._put(event):
                 return
             del self._pending[key]
+
+    def drain_now(self, limit: int = 16) -> None:
+        """Take what the keyboards sent since the reader last looked, if no one is busy.
+
+        The audio thread calls this just before each render, so a key that has just
+        come sounds in that block rather than waiting for the reader's next round.
+        It never blocks, and ``limit`` a port keeps a flood on the reader thread.
+        """
+        if not self._closed:
+            self._backend.drain(limit, wait=False)
 
     def flush(self) -> None:
         """Move held-back events onto the queue if it has room (the watcher calls this)."""

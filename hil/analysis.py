@@ -56,6 +56,34 @@ def onset_after(audio: np.ndarray, start: int, rate: int, within_s: float = 0.25
     return start + int(loud[0] * ms + (within[0] if len(within) else 0))
 
 
+def match_delay(audio: np.ndarray, start: int, template: np.ndarray, within: int,
+                min_score: float = 0.5) -> tuple[int, float] | None:
+    """Where ``template`` begins in ``audio`` at or after ``start``: (sample, score), or None.
+
+    Normalized cross-correlation over every lag in ``0..within``; the best lag wins if
+    its score (1.0: the same waveform, scaled) reaches ``min_score``. Matching the
+    whole waveform, not a level threshold, times a note from its first sample however
+    slowly its sample rises, and is not fooled by the tail of the note before.
+
+    >>> rng = np.random.default_rng(0)
+    >>> tpl = rng.standard_normal(200)
+    >>> audio = np.concatenate([np.zeros(1000), tpl, np.zeros(500)]) + 0.1 * rng.standard_normal(1700)
+    >>> match_delay(audio, 900, tpl, 400)[0]
+    1000
+    """
+    n = len(template)
+    window = audio[start: start + within + n]
+    if len(window) < n:
+        return None
+    corr = np.correlate(window, template, mode="valid")
+    energy = np.convolve(window ** 2, np.ones(n), mode="valid")
+    score = corr / np.sqrt(np.maximum(energy, 1e-12) * float(np.dot(template, template)))
+    best = int(np.argmax(score))
+    if score[best] < min_score:
+        return None
+    return start + best, float(score[best])
+
+
 def _spectrum(segment: np.ndarray, rate: int, pad: int = 8) -> tuple[np.ndarray, np.ndarray]:
     n = len(segment)
     spec = np.abs(np.fft.rfft(segment * np.hanning(n), n * pad))

@@ -7,14 +7,21 @@ by name. It can be unplugged (the port disappears) and plugged back.
 :class:`Recorder` is a JACK client (JACK-Client) with two audio inputs, where the
 daemon's ALSA ``jack`` PCM connects, and one MIDI input tapped onto the keyboard
 port. Its process callback runs on JACK's thread and only copies: the audio into a
-preallocated buffer, and each note-on with the frame it entered JACK at. Both are
-in JACK frames, so key-to-sound latency is a difference of two frame counts, exact
-to the sample, whatever Python's own timing.
+preallocated buffer, and each note-on with its place in that recording. Both count
+the frames JACK processed, so key-to-sound latency is a difference of two sample
+indices, exact to the sample, whatever Python's own timing.
+
+Why not JACK's frame clock: after an xrun, ``last_frame_time`` jumps by however
+many frames the late cycle took, not a whole number of periods, while the recording
+goes on contiguous. Keys stamped with the clock drift against the audio at every
+xrun (the latency bench once saw 0 ms). Counted frames cannot drift;
+:attr:`Recorder.clock_jumps` counts the xruns.
 
     >>> with Recorder("hil-rec", seconds=30) as rec:           # doctest: +SKIP
     ...     kb = VirtualKeyboard("hil-kbd"); rec.tap(kb.port)
     ...     kb.send([0x90, 60, 100]); time.sleep(1)
-    ...     audio, first = rec.audio(), rec.first_frame
+    ...     audio, key = rec.audio(), rec.tapped()[0]
+    ...     onset_after(audio, key.sample, rec.rate)
 """
 
 from __future__ import annotations
@@ -31,9 +38,9 @@ NOTE_ON = 0x90
 
 @dataclass(frozen=True, slots=True)
 class TappedNote:
-    """A note-on as it entered JACK: absolute frame, pitch, velocity."""
+    """A note-on as it entered JACK: its sample index in the recording, pitch, velocity."""
 
-    frame: int
+    sample: int
     note: int
     velocity: int
 
@@ -109,9 +116,10 @@ class Recorder:
         self._buf = np.zeros((int(seconds * self.rate), 2), dtype=np.float32)
         self._n = 0  # frames recorded
         self._lock = threading.Lock()
-        self.first_frame = 0  # JACK frame of self._buf[0]
+        self._next_frame: int | None = None  # JACK's clock at the next cycle, if no xrun
         self.notes: list[TappedNote] = []
         self.cycles = 0
+        self.clock_jumps = 0  # cycles whose frame clock was not where the last one ended
         self.overflow = False
         self.client.set_process_callback(self._process)
         self.client.activate()
@@ -133,11 +141,12 @@ class Recorder:
 
     # --- JACK's thread: copy, nothing more
     def _process(self, frames: int) -> None:
-        start = self.client.last_frame_time
+        clock = self.client.last_frame_time
         with self._lock:
             self.cycles += 1
-            if self._n == 0:
-                self.first_frame = start
+            if self._next_frame is not None and clock != self._next_frame:
+                self.clock_jumps += 1
+            self._next_frame = clock + frames
             n = self._n
             if n + frames <= len(self._buf):
                 self._buf[n:n + frames, 0] = self.inputs[0].get_array()
@@ -148,7 +157,7 @@ class Recorder:
             for offset, data in self.midi.incoming_midi_events():
                 msg = bytes(data)
                 if len(msg) == 3 and msg[0] & 0xF0 == NOTE_ON and msg[2]:
-                    self.notes.append(TappedNote(start + offset, msg[1], msg[2]))
+                    self.notes.append(TappedNote(n + offset, msg[1], msg[2]))
 
     # --- the test's side
     def tap(self, port: str) -> None:
@@ -161,6 +170,7 @@ class Recorder:
             self._n = 0
             self.notes = []
             self.overflow = False
+            self.clock_jumps = 0
 
     def frame_now(self) -> int:
         """JACK's current frame (an estimate between periods)."""
@@ -180,7 +190,7 @@ class Recorder:
             time.sleep(0.005)
 
     def audio(self, mono: bool = True) -> np.ndarray:
-        """A copy of what was recorded (frames from :attr:`first_frame` on)."""
+        """A copy of what was recorded since :meth:`clear` (or the start)."""
         with self._lock:
             data = self._buf[: self._n].copy()
         return data.mean(axis=1) if mono else data

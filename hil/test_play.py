@@ -20,19 +20,19 @@ def play(rig: Rig, notes: list[int]) -> None:
 
 
 def heard(rig: Rig, notes: list[int]) -> list[tuple[int, int, float]]:
-    """For each tapped key: (key frame, onset frame in the capture, detected pitch)."""
+    """For each tapped key: (key's sample, its onset's sample, detected pitch)."""
     rec = rig.recorder
-    audio, first, rate = rec.audio(), rec.first_frame, rec.rate
+    audio, rate = rec.audio(), rec.rate
     tapped = rec.tapped()
     assert [t.note for t in tapped] == notes, "the keys did not all enter JACK, in order"
     out = []
     for i, key in enumerate(tapped):
-        start = key.frame - first
-        end = tapped[i + 1].frame - first if i + 1 < len(tapped) else len(audio)
+        start = key.sample
+        end = tapped[i + 1].sample if i + 1 < len(tapped) else len(audio)
         onset = onset_after(audio, start, rate, within_s=(end - start) / rate)
         assert onset is not None, f"key {key.note} made no sound before the next key"
         segment = audio[onset + rate // 100: onset + rate // 100 + int(0.15 * rate)]
-        out.append((key.frame, first + onset, detect_pitch(segment, rate)))
+        out.append((key.sample, onset, detect_pitch(segment, rate)))
     return out
 
 

@@ -202,3 +202,31 @@ def test_jack_underruns_are_recovered_and_counted(soundfont: Path, on_jack: str)
     assert stats.underruns >= len(stalls)
     assert stats.errors == 0
     assert stats.periods_written >= 450
+
+
+def test_each_block_is_rendered_once_the_device_has_room(soundfont: Path, on_jack: str) -> None:
+    """Wait, then render: a block never sits rendered while the device is full, so a
+    key queued just before ``before_render`` returns is in that very block."""
+    seen: list[tuple[int, int]] = []  # (device room before the render, block number)
+    keyed: list[int] = []
+    synth = Synth(soundfont)
+
+    def before() -> None:
+        n = len(seen)
+        seen.append((out._pcm.avail(), n))
+        if n == 300:
+            synth.noteon(64, 100)  # as the daemon's key reader would, at the last moment
+
+    def hook(info: BlockInfo) -> None:
+        if any(e[:3] == (NOTE_ON, 0, 64) for e in info.live):
+            keyed.append(info.sample // info.frames)
+
+    out = AudioOutput(synth, device=on_jack, realtime=False, before_render=before, on_block=hook)
+    with out:
+        assert out.wait_periods(400, timeout=20)
+    synth.close()
+    stats = out.stats()
+    settled = [room for room, n in seen[10:]]  # past the start, when the buffer fills
+    # Room for a whole period before every render (an underrun reads as more room).
+    assert min(settled) >= stats.period, (min(settled), stats)
+    assert keyed == [300]

@@ -220,6 +220,38 @@ def test_flood_keeps_memory_bounded_and_leaves_no_stuck_notes(keyboards) -> None
         assert collect(q, 1) == [NoteOn(72, 100)]
 
 
+def test_drain_now_takes_waiting_keys_on_the_callers_thread(keyboards) -> None:
+    """The audio thread's last look before a render: what rtmidi holds comes at once."""
+    import threading
+
+    kb = keyboards("kbd-drain")
+    q: queue.Queue = queue.Queue()
+    threads: list[str] = []
+    with MidiInput(q, backend="jack", client_name="dk-drain", ports=["kbd-drain"],
+                   read_s=30.0, on_event=lambda e: threads.append(
+                       threading.current_thread().name)) as midi:
+        time.sleep(0.3)  # the reader has looked once and sleeps for read_s now
+        kb.send(note(65))
+        time.sleep(0.3)  # in rtmidi's queue, which nobody reads
+        assert q.empty() and threads == []
+        midi.drain_now()
+        assert collect(q, 1) == [NoteOn(65, 100)]
+        assert threads == [threading.current_thread().name]
+
+
+def test_on_event_sees_every_key_even_one_the_full_queue_drops() -> None:
+    seen: list = []
+    q: queue.Queue = queue.Queue(maxsize=1)
+    with MidiInput(q, backend="sim", watch=False, on_event=seen.append) as midi:
+        midi.send(note(60))
+        midi.send(note(62))                    # no room: dropped from the queue...
+        assert [bare(e) for e in seen] == [NoteOn(60, 100), NoteOn(62, 100)]  # ...not here
+        assert midi.stats()["counts"]["dropped"] == 1
+        midi.on_event = lambda e: 1 / 0        # a broken hook is counted, never raised
+        midi.send(note(64))
+        assert midi.stats()["counts"]["error"] == 1
+
+
 def test_virtual_input_port_accepts_connections(jack_server: str) -> None:
     q: queue.Queue = queue.Queue()
     with MidiInput(q, backend="jack", client_name="dk-virtual", virtual_port="deepkeys in",
