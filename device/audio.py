@@ -80,11 +80,6 @@ class AudioStats:
     render_ms_p99: float
     render_ms_max: float
 
-    @property
-    def buffer_ms(self) -> float:
-        """The output latency the device buffer adds after a block is written."""
-        return self.buffer / self.rate * 1e3
-
 
 class AudioOutput:
     """Plays a :class:`Synth` (and optionally a :class:`Sequencer`) on an ALSA PCM.
@@ -177,6 +172,12 @@ class AudioOutput:
         if self._saved_interval is not None:
             sys.setswitchinterval(self._saved_interval)
             self._saved_interval = None
+
+    @property
+    def queued_s(self) -> float:
+        """What still plays before a block just rendered: blocks are rendered once the
+        device has room for one, so the rest of the buffer is queued ahead of it."""
+        return (self.buffer - self.period) / self.rate
 
     @property
     def running(self) -> bool:

@@ -188,7 +188,7 @@ def bench_latency(notes: int = 500, period: int = 128, device: str = "null",
     med, p99 = _p99_ms(render)
     print(f"| render one block (synth + 4-track loop) | {med:.3f} | {p99:.3f} |")
     print(f"target: p99 <= one period + 1 ms = {stats.period / rate * 1e3 + 1:.2f} ms; "
-          f"the device buffer then adds {stats.buffer / rate * 1e3:.2f} ms before the DAC")
+          f"the rest of the device buffer then plays first: {out.queued_s * 1e3:.2f} ms")
     return result
 
 

@@ -188,7 +188,7 @@ class Daemon:
     def _on_block(self, info: Any) -> None:
         """Audio thread: note how long each live event waited to be heard. Only appends."""
         if info.live:
-            buffered = self.audio.buffer / self.audio.rate  # still to play before this block
+            buffered = self.audio.queued_s  # still to play before this block
             for event in info.live:
                 self._latency.append(info.t_rendered - event[4] + buffered)
 
