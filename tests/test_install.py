@@ -162,3 +162,24 @@ def test_cli_dry_run_on_this_machine_plans_without_changing_it(tmp_path):
     if System().user_groups("deepkeys") is None:
         assert lines[2].startswith("would  service user: useradd --system")
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_the_device_extra_is_small_and_drives_a_pis_pins():
+    """What ``pip install .[device]`` brings: no TensorFlow, no training libraries, and
+    on an arm64 Pi the pin library gpiozero picks first (lgpio), since the venv does not
+    see Debian's python3-lgpio."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    device = [Requirement(r) for r in project["optional-dependencies"]["device"]]
+    names = {r.name.lower() for r in device}
+    assert not names & {"tensorflow", "tensorflow-cpu", "keras", "music21", "matplotlib"}
+
+    def on(machine: str) -> set[str]:
+        env = {"platform_machine": machine, "sys_platform": "linux"}
+        return {r.name for r in device if r.marker is None or r.marker.evaluate(env)}
+
+    assert "lgpio" in on("aarch64") and "gpiozero" in on("aarch64")
+    assert "lgpio" not in on("x86_64")  # a workstation or CI: mock pins, nothing to build
