@@ -104,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--notes", type=int, default=200)
     b.add_argument("--out", type=Path, help="also write the markdown table here")
 
+    p = sub.add_parser("hil", help="[test rig] the hardware-in-the-loop suite, here or on a "
+                                   "device over SSH; arguments after -- go to pytest")
+    p.add_argument("--target", metavar="ssh://USER@HOST", help="run it on this device")
+    p.add_argument("-F", "--ssh-config", metavar="FILE", help="ssh_config for ssh -F")
+    p.add_argument("--remote-prefix", default="/opt/deepkeys", metavar="PATH",
+                   help="the device's deepkeys checkout (default: /opt/deepkeys)")
+    p.add_argument("--remote-python", metavar="PATH",
+                   help="the device's Python (default: PREFIX/.venv/bin/python)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS")
+
     p = sub.add_parser("run", help="run the appliance daemon (what systemd starts)")
     _add_config(p)
 
@@ -316,7 +326,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _bench_e2e(args: argparse.Namespace) -> int:
     """The HIL rig's latency bench; it needs jackd2 and the test extra (JACK-Client)."""
     if importlib.util.find_spec("jack") is None:
-        raise UserError("'deepkeys bench e2e' needs the test rig: pip install 'deepkeys[test]'"
+        raise UserError("'deepkeys bench e2e' needs the test rig: pip install 'deepkeys[hil]'"
                         " and apt install jackd2")
     if args.notes < 1:
         raise UserError(f"--notes must be at least 1, got {args.notes}")
@@ -328,6 +338,17 @@ def _bench_e2e(args: argparse.Namespace) -> int:
     except JackUnavailable as exc:
         raise UserError(str(exc)) from None
     return 0
+
+
+def cmd_hil(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("pytest") is None and args.target is None:
+        raise UserError("'deepkeys hil' needs the test rig: pip install 'deepkeys[hil]'"
+                        " and apt install jackd2")
+    from deepkeys.hil.target import run_hil
+
+    pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    return run_hil(pytest_args, args.target, prefix=args.remote_prefix,
+                   python=args.remote_python, ssh_config=args.ssh_config)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -555,7 +576,8 @@ def _reload_daemon(cfg) -> None:
 
 
 COMMANDS = {"generate": cmd_generate, "demo": cmd_demo, "genres": cmd_genres,
-            "bench": cmd_bench, "run": cmd_run, "status": cmd_status, "press": cmd_press,
+            "bench": cmd_bench, "hil": cmd_hil, "run": cmd_run, "status": cmd_status,
+            "press": cmd_press,
             "monitor": cmd_monitor, "config": cmd_config, "sim": cmd_sim,
             "doctor": cmd_doctor, "logs": cmd_logs, "tone": cmd_tone, "buttons": cmd_buttons,
             "install": cmd_install, "deploy": cmd_deploy, "rollback": cmd_rollback,

@@ -1,7 +1,7 @@
 """``deepkeys deploy`` / ``rollback`` over a real OpenSSH server on loopback.
 
-The fixture starts ``sshd`` on 127.0.0.1 with throwaway host and user keys; a
-temporary folder stands in for the device (its own config, state directory and
+The ``sshd`` fixture (conftest) starts ``sshd`` on 127.0.0.1 with throwaway host
+and user keys; a temporary folder stands in for the device (its own config, state directory and
 control socket), and a real daemon runs on it, so a deploy is seen on the GENRE
 button without a restart.
 """
@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -24,89 +22,8 @@ import pytest
 from conftest import MODELS, run_cli, wait_for
 from deepkeys.device.config import hardware_free_config
 
-SSHD = "/usr/sbin/sshd"
 REMOTE = f"{sys.executable} -m deepkeys.device.cli"  # the venv's python: an absolute path
 WEIRD_GENRE = """it's a "test" $(touch PWNED) `touch PWNED`; touch PWNED & |x| *"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deepkeys-test",
-                    "-f", str(path)], check=True, capture_output=True)
-
-
-@pytest.fixture
-def sshd(tmp_path: Path):
-    """A real sshd on loopback; yields the ssh_config file the client must use."""
-    if not Path(SSHD).exists() or shutil.which("ssh") is None:
-        pytest.skip(f"no OpenSSH server at {SSHD} or no ssh client (apt install openssh-server)")
-    if os.geteuid() != 0:
-        pytest.skip("sshd needs root here (privilege separation); the tests run as root in CI")
-    d = tmp_path / "ssh"
-    d.mkdir()
-    _keygen(d / "host_key")
-    _keygen(d / "user_key")
-    shutil.copy(d / "user_key.pub", d / "authorized_keys")
-    port = _free_port()
-    (d / "sshd_config").write_text(f"""\
-Port {port}
-ListenAddress 127.0.0.1
-HostKey {d}/host_key
-PidFile {d}/sshd.pid
-AuthorizedKeysFile {d}/authorized_keys
-StrictModes no
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-LogLevel VERBOSE
-""")
-    host_pub = (d / "host_key.pub").read_text().split()
-    (d / "known_hosts").write_text(f"deepkeys-test {host_pub[0]} {host_pub[1]}\n")
-    config = d / "ssh_config"
-    config.write_text(f"""\
-Host *
-  HostName 127.0.0.1
-  Port {port}
-  IdentityFile {d}/user_key
-  IdentitiesOnly yes
-  HostKeyAlias deepkeys-test
-  UserKnownHostsFile {d}/known_hosts
-  StrictHostKeyChecking yes
-  GlobalKnownHostsFile /dev/null
-  LogLevel ERROR
-""")
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
-    log = open(d / "sshd.log", "w")
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        def up() -> bool:
-            if proc.poll() is not None:
-                return True
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(up, timeout=15, what="sshd to listen")
-        if proc.poll() is not None:
-            log.flush()
-            reason = (d / "sshd.log").read_text().strip().splitlines()[-1:] or ["no output"]
-            pytest.skip(f"sshd did not start: {reason[0]}")
-        yield config
-    finally:
-        proc.terminate()  # by PID, whatever the test did
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture
