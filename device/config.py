@@ -227,6 +227,9 @@ class Player:
     max_bars: int = _key(8, _Int("an integer 1..32", 1, 32), "recording stops by itself after this")
     count_in_bars: int = _key(1, _Int("an integer 0..4", 0, 4))
     default_genre: str = _key("", _Str("a string"), '"" = the first installed genre')
+    first_seed: int = _key(-1, _Int("an integer 0..999999, or -1", -1, 999_999),
+                           "the first generation's seed, the next ones count up; "
+                           "-1 = from the clock (new variations after each start)")
 
 
 @dataclass(frozen=True)

@@ -225,8 +225,10 @@ class Daemon:
         from .state import Appliance
 
         # Seeds continue from the clock, so "generate" after a restart is a new variation;
-        # the first seed is logged, so a session can be replayed.
-        first_seed = int(time.time()) % 1_000_000
+        # the first seed is logged, and player.first_seed replays a session.
+        first_seed = self.cfg.player.first_seed
+        if first_seed < 0:
+            first_seed = int(time.time()) % 1_000_000
         self.box = Appliance.from_config(self.cfg, list(self.generators), first_seed=first_seed)
         for a in self.box.start():
             self._do(a)

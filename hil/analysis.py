@@ -72,11 +72,14 @@ def match_delay(audio: np.ndarray, start: int, template: np.ndarray, within: int
     1000
     """
     n = len(template)
-    window = audio[start: start + within + n]
+    window = np.asarray(audio[start: start + within + n], dtype=np.float64)
     if len(window) < n:
         return None
-    corr = np.correlate(window, template, mode="valid")
-    energy = np.convolve(window ** 2, np.ones(n), mode="valid")
+    size = 1 << (len(window) + n - 1).bit_length()  # by FFT: templates may be seconds long
+    full = np.fft.irfft(np.fft.rfft(window, size) * np.conj(np.fft.rfft(template, size)), size)
+    corr = full[: len(window) - n + 1]
+    power = np.concatenate([[0.0], np.cumsum(window ** 2)])
+    energy = power[n:] - power[:-n]
     score = corr / np.sqrt(np.maximum(energy, 1e-12) * float(np.dot(template, template)))
     best = int(np.argmax(score))
     if score[best] < min_score:

@@ -18,10 +18,11 @@ then *fail*, which shows the notes heard are exactly the file's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from .analysis import MidiNote, high_flux, midi_hz, pitch_energy
+from .analysis import MidiNote, high_flux, match_delay, midi_hz, pitch_energy
 
 DRUM_CHANNEL = 9
 MIN_NOTE_S = 0.15  # shorter notes give too few cycles of a low fundamental
@@ -113,6 +114,43 @@ def check_drums(audio: np.ndarray, rate: int, start: int, notes: list[MidiNote],
         checked += 1
         heard += bool(flux[max(0, i - 2): i + 6].max() > 4.0 * floor)
     return TrackReport(name, "drums", checked, heard / checked if checked else 0.0, None)
+
+
+def render_opening(mid: str | Path, rate: int, seconds: float) -> np.ndarray:
+    """The first ``seconds`` of a .mid as the daemon's synth plays it, offline, mono."""
+    import mido
+
+    from deepkeys.device.synth import CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, Synth
+
+    frames = int(seconds * rate)
+    events, t = [], 0.0
+    for msg in mido.MidiFile(str(mid)):  # in play order, .time in seconds (tempo applied)
+        t += msg.time
+        offset = round(t * rate)
+        if offset >= frames:
+            break
+        if msg.type == "note_on":
+            events.append((offset, NOTE_ON, msg.channel, msg.note, msg.velocity))
+        elif msg.type == "note_off":
+            events.append((offset, NOTE_OFF, msg.channel, msg.note, 0))
+        elif msg.type == "program_change":
+            events.append((offset, PROGRAM, msg.channel, msg.program, 0))
+        elif msg.type == "control_change":
+            events.append((offset, CONTROL, msg.channel, msg.control, msg.value))
+    with Synth(rate=rate) as synth:
+        return synth.render(frames, events).astype(np.float64).mean(axis=1) / 32768
+
+
+def loop_start(audio: np.ndarray, rate: int, mid: str | Path, within_s: float = 2.0,
+               template_s: float = 0.5) -> int | None:
+    """Where the composition saved in ``mid`` begins in ``audio`` (within ``within_s``).
+
+    Found by matching its opening, rendered offline, against the recording: exact to
+    the sample, where a level threshold lags by however slowly the first note rises,
+    and a hit checked 10 ms early or late is a hit missed.
+    """
+    found = match_delay(audio, 0, render_opening(mid, rate, template_s), int(within_s * rate))
+    return None if found is None else found[0]
 
 
 def listen(audio: np.ndarray, rate: int, start: int, tracks: dict[str, list[MidiNote]],

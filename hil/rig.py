@@ -71,6 +71,7 @@ class RigOptions:
     tempo_bpm: int = 120
     max_bars: int = 4
     count_in_bars: int = 1
+    first_seed: int = -1  # -1: from the clock, as on a device
     metronome: bool = False  # clicks only in the count-in: the take's audio stays clean
     periods: int = 2
     live_program: int = 0
@@ -145,6 +146,7 @@ pin_factory = "mock"
 tempo_bpm = {o.tempo_bpm}
 max_bars = {o.max_bars}
 count_in_bars = {o.count_in_bars}
+first_seed = {o.first_seed}
 metronome = {"true" if o.metronome else "false"}
 [paths]
 state_dir = "{self.state_dir}"

@@ -56,6 +56,7 @@ metronome = false
 max_bars = 4
 count_in_bars = 2
 default_genre = "jazz"
+first_seed = 42
 
 [paths]
 state_dir = "/srv/deepkeys"
@@ -103,7 +104,8 @@ def test_a_missing_file_gives_the_defaults(tmp_path):
     assert (panel.debounce_ms, panel.long_press_ms, panel.repeat_ms) == (20, 600, 150)
     player = config.player
     assert (player.tempo_bpm, player.rhythm_assist, player.metronome, player.max_bars,
-            player.count_in_bars, player.default_genre) == (100, True, True, 8, 1, "")
+            player.count_in_bars, player.default_genre, player.first_seed) == \
+        (100, True, True, 8, 1, "", -1)
     assert config.paths.state_dir == Path("/var/lib/deepkeys")
     assert config.paths.socket == Path("/run/deepkeys/control.sock")
     assert config.paths.models == (Path("/var/lib/deepkeys/models"), SHIPPED_MODELS)
@@ -154,6 +156,7 @@ def test_a_full_file(tmp_path):
     assert (config.player.metronome, config.player.max_bars, config.player.count_in_bars) == (
         False, 4, 2)
     assert config.player.default_genre == "jazz"
+    assert config.player.first_seed == 42
     # The models follow state_dir unless set.
     assert config.paths.models == (Path("/srv/deepkeys/models"), SHIPPED_MODELS)
     assert config.paths.socket == Path("/tmp/dk.sock")
@@ -196,7 +199,7 @@ def test_to_toml_names_every_key():
     for key in ("api", "input_ports", "virtual_port_name", "device", "rate", "period", "periods",
                 "soundfont", "gain", "live_program", "pin_factory", "genre_leds", "debounce_ms",
                 "long_press_ms", "repeat_ms", "tempo_bpm", "rhythm_assist", "max_bars",
-                "count_in_bars", "default_genre", "state_dir", "socket", "models", "command",
+                "count_in_bars", "default_genre", "first_seed", "state_dir", "socket", "models", "command",
                 "cc_play", "cc_stop", "cc_record", "tempo_down", "rec", "busy"):
         assert f"\n{key} = " in text
 
@@ -230,6 +233,7 @@ def test_to_toml_names_every_key():
     ("[synth]\nlive_program = 128", "synth.live_program must be a GM program number 0..127, got 128"),
     ("[player]\ntempo_bpm = 300", "player.tempo_bpm must be an integer 40..240, got 300"),
     ("[player]\nmax_bars = 0", "player.max_bars must be an integer 1..32, got 0"),
+    ("[player]\nfirst_seed = -2", "player.first_seed must be an integer 0..999999, or -1, got -2"),
     ("[player]\ncount_in_bars = 5", "player.count_in_bars must be an integer 0..4, got 5"),
     ("[panel.buttons]\ngenre = 40", "panel.buttons.genre must be a BCM pin number 0..27, got 40"),
     ("[panel]\ngenre_leds = [2, 3, 4, 7, 8, 9, 10, 11, 12]",

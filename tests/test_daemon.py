@@ -35,6 +35,7 @@ def config_file(tmp_path: Path, soundfont: Path) -> Path:
 tempo_bpm = 240
 max_bars = 4
 default_genre = "chorale"
+first_seed = 1234
 [publish]
 command = ["{sys.executable}", "-c", "import shutil, sys; shutil.copy(*sys.argv[1:])",
            "{{mid}}", "{tmp_path / 'published.mid'}"]
@@ -182,7 +183,7 @@ def test_record_generate_play_stop(config_file, tmp_path, chorale_card):
         mid = mido.MidiFile(mids[0])
         assert len(mid.tracks) == 1 + 4  # conductor, melody, alto, tenor, bass
         meta = json.loads(sidecar[0].read_text())
-        assert meta["genre"] == "chorale" and isinstance(meta["seed"], int)
+        assert meta["genre"] == "chorale" and meta["seed"] == 1234  # player.first_seed
         assert meta["tempo"] == 240 and meta["model_sha256"] == load_card(chorale_card).sha256
         assert sidecar[0].stem == mids[0].stem
         assert sorted((tmp_path / "state" / "takes").glob("*.mid"))
