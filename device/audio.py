@@ -90,8 +90,9 @@ class AudioOutput:
     when refused. ``pace`` sleeps as a sound card would consume, for devices that
     never block (``null``). ``before_render()`` runs on the audio thread once the
     device has room, just before each render (the daemon takes the keys that have
-    just come there); ``on_block(info)`` runs after each render. Both must be quick. While running, the interpreter's GIL switch
-    interval is lowered to ``switch_interval`` (None leaves it alone).
+    just come there); ``on_block(info)`` runs after each render. Both must be
+    quick. While running, the interpreter's GIL switch interval is lowered to
+    ``switch_interval`` (None leaves it alone).
     """
 
     def __init__(
