@@ -67,7 +67,8 @@ def match_delay(audio: np.ndarray, start: int, template: np.ndarray, within: int
 
     >>> rng = np.random.default_rng(0)
     >>> tpl = rng.standard_normal(200)
-    >>> audio = np.concatenate([np.zeros(1000), tpl, np.zeros(500)]) + 0.1 * rng.standard_normal(1700)
+    >>> audio = np.concatenate([np.zeros(1000), tpl, np.zeros(500)])
+    >>> audio += 0.1 * rng.standard_normal(len(audio))
     >>> match_delay(audio, 900, tpl, 400)[0]
     1000
     """

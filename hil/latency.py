@@ -108,7 +108,8 @@ def measure(period: int, notes: int = 200, seed: int = 0) -> E2eResult:
     rng = random.Random(seed)
     try:
         with tempfile.TemporaryDirectory(prefix="deepkeys-e2e-") as tmp:
-            with Rig(server, Path(tmp), RigOptions(live_program=PROGRAM), name=f"e2e{period}") as rig:
+            options = RigOptions(live_program=PROGRAM)
+            with Rig(server, Path(tmp), options, name=f"e2e{period}") as rig:
                 rig.start()
                 time.sleep(0.5)  # past start-up
                 rig.recorder.clear()
