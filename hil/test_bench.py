@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from deepkeys.hil.jackd import JackServer
 
 ROW = re.compile(r"^\| 128 \(2\.67 ms\) \| (\d+)/8 \| [\d.]+ \| [\d.]+ \| [\d.]+ "
@@ -55,3 +57,14 @@ def test_bench_e2e_rejects_bad_input() -> None:
                            "--notes", "0"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.strip() == \
         "deepkeys: --notes must be at least 1, got 0"
+
+
+@pytest.mark.parametrize("name", ["analysis", "listen", "target", "rig"])
+def test_docstring_examples(name: str) -> None:
+    """The rig's own docstring examples run (no JACK needed)."""
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"deepkeys.hil.{name}")
+    failures, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert attempted > 0 and failures == 0
