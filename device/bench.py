@@ -103,8 +103,8 @@ class LatencyBench:
     device: str
     period: int
     buffer: int
-    latency_s: list[float] = field(default_factory=list)  # note handed over -> block rendered
-    wait_s: list[float] = field(default_factory=list)  # note handed over -> its block began
+    latency_s: list[float] = field(default_factory=list)  # note-on read -> block rendered
+    wait_s: list[float] = field(default_factory=list)  # note-on read -> its block began
     render_s: list[float] = field(default_factory=list)
     underruns: int = 0
     realtime: bool = False
@@ -112,18 +112,21 @@ class LatencyBench:
 
 def bench_latency(notes: int = 500, period: int = 128, device: str = "null",
                   periods: int = 2, python_load: bool = False) -> LatencyBench:
-    """Key to audio: from a note-on handed to the engine (as the MIDI callback does)
-    to the first rendered block that contains it, with an accompaniment looping.
+    """Key to audio: from a note-on read by the MIDI input (its ``sim`` backend, which
+    hands keys to the synth just as the daemon's reader does) to the first rendered
+    block that contains it, with an accompaniment looping.
 
     ``null`` never blocks, so it is paced here like a sound card with the same
     buffer; any other ALSA device paces itself. ``python_load`` keeps another
     thread busy in pure Python meanwhile (as decoding a generation does), which
     is what makes the audio thread wait for the GIL.
     """
+    import queue
     import random
     import threading
 
     from .audio import AudioOutput, BlockInfo
+    from .midi_io import MidiInput
     from .sequencer import Sequencer
     from .synth import NOTE_ON, Synth
 
@@ -159,13 +162,17 @@ def bench_latency(notes: int = 500, period: int = 128, device: str = "null",
         render.clear()
         if python_load:
             loader.start()
+        # The daemon's path: bytes in, parsed and stamped on arrival, to the synth's queue.
+        keys = MidiInput(queue.Queue(), backend="sim", watch=False, queue_limit=4 * notes,
+                         on_event=synth.handle)
         for i in range(notes):
             note = 48 + (i * 7) % 36
-            synth.noteon(note, 100)  # stamped now: the moment the MIDI side hands it over
+            keys.send([0x90, note, 100])
             # Random gaps, so notes arrive at every phase of a period.
             time.sleep(rng.uniform(0.003, 0.009))
-            synth.noteoff(note)
+            keys.send([0x80, note, 0])
             time.sleep(rng.uniform(0.003, 0.009))
+        keys.close()
         out.wait_periods(out.periods_written + 10)
         done.set()
     synth.close()
@@ -181,7 +188,7 @@ def bench_latency(notes: int = 500, period: int = 128, device: str = "null",
           f"python_load={'on' if python_load else 'off'}")
     print("| what | median ms | p99 ms |\n|---|---|---|")
     med, p99 = _p99_ms(lat)
-    print(f"| key to audio: note handed over -> first rendered block with it "
+    print(f"| key to audio: MIDI note-on read -> first rendered block with it "
           f"({stats.period} frames) | {med:.2f} | {p99:.2f} |")
     med, p99 = _p99_ms(wait)
     print(f"| of which waiting for the next block to begin | {med:.2f} | {p99:.2f} |")
