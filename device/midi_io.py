@@ -53,6 +53,7 @@ import mido
 
 from .errors import UserError
 from .events import ControlChange, NoteOff, NoteOn, PitchBend
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,7 @@ def to_event(msg: mido.Message, t: float) -> NoteOn | NoteOff | ControlChange | 
 
 
 # --- the adapter ------------------------------------------------------------------------
-class MidiInput:
+class MidiInput(Worker):
     """Every keyboard's messages as events on ``events``; see the module docstring.
 
     ``ports``: name substrings to connect to (case-insensitive); empty means every
@@ -336,6 +337,7 @@ class MidiInput:
                  read_s: float = 0.001, queue_limit: int = 1024, watch: bool = True,
                  clock: Callable[[], float] = time.monotonic,
                  on_event: Callable[[Any], None] | None = None) -> None:
+        super().__init__()
         self.events = events
         self.on_event = on_event
         api = _resolve(backend)
@@ -356,9 +358,6 @@ class MidiInput:
         self._disconnects = 0
         self._logged_counts: Counter[str] = Counter()
         self._logged_at = float("-inf")
-        self._closed = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._virtual: tuple[str, Closer] | None = None
 
         self.sim: SimPorts | None = SimPorts() if api is None else None
@@ -377,25 +376,8 @@ class MidiInput:
             self._thread = threading.Thread(target=self._watch, name="midi-watch", daemon=True)
             self._thread.start()
 
-    # --- context manager, lifetime
-    def __enter__(self) -> MidiInput:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        """Stop the watcher and close every port. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+    # --- lifetime: close() (``Worker``) stops the watcher, then this closes every port
+    def _release(self) -> None:
         with self._scan_lock:
             closers = list(self._conns.values())
             self._conns.clear()

@@ -43,6 +43,7 @@ from typing import Any
 from .errors import UserError
 from .events import BUTTONS, Button
 from .midi_io import kv
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class _Key:
     next_repeat: float = 0.0
 
 
-class Panel:
+class Panel(Worker):
     """The front panel; see the module docstring.
 
     ``buttons`` and ``leds`` map names to BCM pins; ``genre_leds`` lists the pins of
@@ -114,6 +115,7 @@ class Panel:
         # hold thread would make close() wait up to its hold_time.
         from gpiozero import LED, DigitalInputDevice
 
+        super().__init__()
         self.events = events
         self.debounce = debounce_ms / 1000
         self.long_press = long_press_ms / 1000
@@ -122,13 +124,10 @@ class Panel:
         self._clock = clock
         self._poll_s = poll_ms / 1000
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._keys: dict[str, _Key] = {}
         self._leds: dict[str, Any] = {}
         self._led_state: dict[str, tuple] = {}
         self.dropped = 0
-        self._closed = False
 
         unknown = set(buttons) - set(BUTTONS)
         if unknown:
@@ -169,25 +168,9 @@ class Panel:
             self._thread = threading.Thread(target=self._run, name="panel", daemon=True)
             self._thread.start()
 
-    # --- context manager, lifetime
-    def __enter__(self) -> Panel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        """Stop the thread, turn the LEDs off and release every pin. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+    # --- lifetime: close() (``Worker``) stops the thread, then this turns the LEDs off
+    # and releases every pin
+    def _release(self) -> None:
         for device in [*(k.device for k in self._keys.values()), *self._leds.values()]:
             try:
                 device.close()  # an LED's close() stops its blink thread too

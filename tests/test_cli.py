@@ -13,7 +13,8 @@ import pytest
 from conftest import MODELS, REPO, run_cli
 
 DEVICE_MODULES = ["atomic", "card", "compose", "config", "decode", "encoding", "events",
-                  "generator", "metrics", "midifile", "pianoroll", "recorder", "render", "state"]
+                  "generator", "metrics", "midifile", "pianoroll", "recorder", "render", "state",
+                  "worker"]
 
 
 def test_host_command_without_host_extra_says_what_to_install():
