@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .encoding import STEPS_PER_BAR
+from .encoding import STEPS_PER_BAR, RollShape
 from .errors import UserError, first_line
 
 CARD_FORMAT = "deepkeys-model/1"
@@ -86,7 +86,7 @@ class Playback:
 
 
 @dataclass(frozen=True, slots=True)
-class ModelCard:
+class ModelCard(RollShape):
     genre: str
     bars: int
     pitch_low: int  # lowest MIDI pitch of the window (inclusive)
@@ -103,14 +103,6 @@ class ModelCard:
     description: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # where the card was read from
-
-    @property
-    def steps(self) -> int:
-        return self.bars * STEPS_PER_BAR
-
-    @property
-    def n_pitches(self) -> int:
-        return self.pitch_high - self.pitch_low + 1
 
     @property
     def model_path(self) -> Path:

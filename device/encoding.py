@@ -25,6 +25,35 @@ STEPS_PER_BAR = STEPS_PER_BEAT * BEATS_PER_BAR
 REST = -1
 DEFAULT_VELOCITY = 96
 
+
+class RollShape:
+    """``steps`` and ``n_pitches`` of a roll ``bars`` long over ``pitch_low..pitch_high``:
+    for the dataclasses that carry those three fields (a model card, the host's model
+    config), so the two derive them one way.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Window(RollShape):
+    ...     bars: int = 4
+    ...     pitch_low: int = 24
+    ...     pitch_high: int = 107
+    >>> Window().steps, Window().n_pitches
+    (64, 84)
+    """
+
+    __slots__ = ()  # the dataclasses that use it keep their slots
+    bars: int
+    pitch_low: int
+    pitch_high: int
+
+    @property
+    def steps(self) -> int:
+        return self.bars * STEPS_PER_BAR
+
+    @property
+    def n_pitches(self) -> int:
+        return self.pitch_high - self.pitch_low + 1
+
 # Drum parts are onsets of a few instrument classes, not of 47 GM drum notes: MMA's
 # styles and users' files spell the same groove with different notes (a side-stick
 # or a snare, a shaker or a cabasa). Each class lists its General MIDI notes, the

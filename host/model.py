@@ -25,11 +25,11 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-STEPS_PER_BAR = 16
+from ..device.encoding import STEPS_PER_BAR, RollShape
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(RollShape):
     bars: int = 4
     pitch_low: int = 24
     pitch_high: int = 107
@@ -42,14 +42,6 @@ class GeneratorConfig:
     widths: tuple[int, ...] = (128, 192, 256, 256)  # one per U-Net level, top to bottom
     critic_widths: tuple[int, ...] = (96, 128, 192, 256)
     dropout: float = 0.1  # 2.4k training windows overfit within ~15 epochs without it
-
-    @property
-    def steps(self) -> int:
-        return self.bars * STEPS_PER_BAR
-
-    @property
-    def n_pitches(self) -> int:
-        return self.pitch_high - self.pitch_low + 1
 
     @property
     def n_classes(self) -> int:

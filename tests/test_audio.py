@@ -208,26 +208,30 @@ def test_jack_underruns_are_recovered_and_counted(soundfont: Path, on_jack: str)
 def test_each_block_is_rendered_once_the_device_has_room(soundfont: Path, on_jack: str) -> None:
     """Wait, then render: a block never sits rendered while the device is full, so a
     key queued just before ``before_render`` returns is in that very block."""
-    seen: list[tuple[int, int]] = []  # (device room before the render, block number)
-    keyed: list[int] = []
+    room: list[int] = []  # frames the device could take, before each render
+    queued_at: list[int] = []  # the stream position of the block the key was queued for
+    keyed: list[int] = []  # the stream position of the block the key was rendered in
     synth = Synth(soundfont)
 
     def before() -> None:
-        n = len(seen)
-        seen.append((out._pcm.avail(), n))
-        if n == 300:
+        room.append(out._pcm.avail())
+        if len(room) == 300:
             synth.noteon(64, 100)  # as the daemon's key reader would, at the last moment
+            queued_at.append(out.sample)
 
     def hook(info: BlockInfo) -> None:
         if any(e[:3] == (NOTE_ON, 0, 64) for e in info.live):
-            keyed.append(info.sample // info.frames)
+            keyed.append(info.sample)
 
     out = AudioOutput(synth, device=on_jack, realtime=False, before_render=before, on_block=hook)
     with out:
         assert out.wait_periods(400, timeout=20)
     synth.close()
-    stats = out.stats()
-    settled = [room for room, n in seen[10:]]  # past the start, when the buffer fills
-    # Room for a whole period before every render (an underrun reads as more room).
-    assert min(settled) >= stats.period, (min(settled), stats)
-    assert keyed == [300]
+    period = out.stats().period
+    settled = room[10:]  # past the start, when the buffer fills
+    # Room for a whole period before the renders (an underrun reads as more room). The
+    # wait gives up after 4 buffers of silence from a stalled server, so allow one in a
+    # hundred; a loop that renders first and then blocks has no room before any of them.
+    early = [r for r in settled if r < period]
+    assert len(early) <= len(settled) // 100, (early, period)
+    assert keyed == queued_at and len(keyed) == 1
