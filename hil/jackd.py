@@ -134,13 +134,25 @@ def start_jackd(period: int = 256, rate: int = 48000, pool: str = POOL,
     raise JackUnavailable(reason)
 
 
+#: JACK's real-time priority where it may have one: above the daemon's audio thread
+#: (``audio.RT_PRIORITY``, 70), as on any JACK system. Otherwise that busy Python thread
+#: can hold up the rig's JACK clients, and a client late for a cycle loses that
+#: cycle's MIDI: CI lost a key of a take, and sysex from a burst, that way.
+JACK_RT_PRIORITY = 80
+
+
+def _scheduling() -> list[str]:
+    """jackd's options before ``-d``: real-time above the daemon's audio thread when this
+    user may (root, as in CI), else none (``-r``; ``-r`` after ``-d dummy`` is the rate)."""
+    return ["-R", "-P", str(JACK_RT_PRIORITY)] if os.geteuid() == 0 else ["-r"]
+
+
 def _start(jackd: str, name: str, period: int, rate: int) -> JackServer:
     """Start one jackd; return once a client can connect, else raise why it could not."""
     env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
     with tempfile.TemporaryFile() as output:
-        # -r before -d: no realtime scheduling; -r after -d dummy: the sample rate.
-        proc = subprocess.Popen([jackd, "-r", "-n", name, "-d", "dummy", "-r", str(rate),
-                                 "-p", str(period)],
+        proc = subprocess.Popen([jackd, *_scheduling(), "-n", name, "-d", "dummy",
+                                 "-r", str(rate), "-p", str(period)],
                                 stdout=output, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         server = JackServer(name, proc, rate, period)
