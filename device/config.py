@@ -41,8 +41,8 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import UserError, one_line
-from .models import SHIPPED_MODELS
+from deepkeys.device.errors import UserError, one_line
+from deepkeys.device.resources import SHIPPED_MODELS
 
 DEFAULT_PATH = Path("/etc/deepkeys/config.toml")
 CONFIG_ENV = "DEEPKEYS_CONFIG"

@@ -89,7 +89,7 @@ def key_templates(config: Config, rate: int) -> dict[int, np.ndarray]:
 
     Mono, as the recorder's mix; :data:`TEMPLATE_S` long.
     """
-    from deepkeys.device.synth import Synth
+    from deepkeys.device.adapters.synth import Synth
 
     font = None if config.audio.soundfont == "auto" else config.audio.soundfont
     out = {}

@@ -120,7 +120,7 @@ def render_opening(mid: str | Path, rate: int, seconds: float) -> np.ndarray:
     """The first ``seconds`` of a .mid as the daemon's synth plays it, offline, mono."""
     import mido
 
-    from deepkeys.device.synth import CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, Synth
+    from deepkeys.device.adapters.synth import CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, Synth
 
     frames = int(seconds * rate)
     events, t = [], 0.0

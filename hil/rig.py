@@ -244,7 +244,7 @@ models = [{models}]
     # ---------------------------------------------------------------- talking to it
     def press(self, button: str, kind: str = "press") -> dict[str, Any]:
         """A panel button through the control socket, as ``deepkeys press`` sends it."""
-        from deepkeys.device.control import ControlClient
+        from deepkeys.device.adapters.control import ControlClient
 
         reply = ControlClient(self.socket).request("press", button=button, kind=kind)
         if not reply.get("ok"):
@@ -252,7 +252,7 @@ models = [{models}]
         return reply
 
     def status(self) -> dict[str, Any]:
-        from deepkeys.device.control import ControlClient
+        from deepkeys.device.adapters.control import ControlClient
 
         try:
             return ControlClient(self.socket, timeout=2.0).request("status")
@@ -260,7 +260,7 @@ models = [{models}]
             return {}
 
     def _start_monitor(self) -> None:
-        from deepkeys.device.control import ControlClient
+        from deepkeys.device.adapters.control import ControlClient
 
         stream = ControlClient(self.socket).stream()
         first = threading.Event()

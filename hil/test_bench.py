@@ -37,7 +37,7 @@ def test_match_delay_times_a_note_to_the_sample_under_another_notes_sound() -> N
     recording where another note is still ringing, is found at sample 20,000."""
     import numpy as np
 
-    from deepkeys.device.synth import Synth
+    from deepkeys.device.adapters.synth import Synth
     from deepkeys.hil.analysis import match_delay
 
     def note(key: int, frames: int) -> np.ndarray:

@@ -9,8 +9,8 @@ from pathlib import Path
 import mido
 import pytest
 
-from deepkeys.device.card import load_card
-from deepkeys.device.models import genres_in
+from deepkeys.device.generation.card import load_card
+from deepkeys.device.generation.library import genres_in
 from deepkeys.hil.analysis import onset_after, read_notes
 from deepkeys.hil.listen import listen, loop_start, low_share
 from deepkeys.hil.rig import Rig

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deepkeys.device.config import load_config
-from deepkeys.device.daemon import Daemon
+from deepkeys.device.appliance.daemon import Daemon
 from deepkeys.hil.analysis import detect_pitch, onset_after
 from deepkeys.hil.jackd import JackServer
 from deepkeys.hil.capture import VirtualKeyboard

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..device.card import ModelCard, load_card
-from ..device.encoding import DEFAULT_DRUM_NOTES, voice_to_notes
-from ..device.errors import UserError
-from ..device.generator import Generator, noise_vector
-from ..device.models import card_path
+from deepkeys.device.generation.card import ModelCard, load_card
+from deepkeys.device.encoding import DEFAULT_DRUM_NOTES, voice_to_notes
+from deepkeys.device.errors import UserError
+from deepkeys.device.generation.generator import Generator, noise_vector
+from deepkeys.device.generation.library import card_path
 
 DEFAULT_RUNS = Path("runs")
 
@@ -220,7 +220,7 @@ def bench_float(result, runs: int) -> None:
     """The float32 Keras half of ``bench generate``: the same phrase, the same noise."""
     import tensorflow as tf
 
-    from ..device.bench import percentiles
+    from deepkeys.device.maintenance.bench import percentiles
     from .model import GeneratorConfig, melody_tensor
 
     card = load_card(result.card_path)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..device.encoding import STEPS_PER_BAR
-from ..device.errors import UserError, first_line
+from deepkeys.device.encoding import STEPS_PER_BAR
+from deepkeys.device.errors import UserError, first_line
 from .dataset import Windows
 from .multitrack import MidiNote, bars_of, grid_parts, line, read_notes, role_of
 from .styles import StylePiece, windows

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ..device.encoding import REST
+from deepkeys.device.encoding import REST
 from .model import GeneratorConfig, melody_tensor, voice_targets
 
 
@@ -113,7 +113,7 @@ def genre_config(genre: str) -> tuple[GeneratorConfig, dict]:
     The band model is narrower than the chorale one and sees a fixed number of batches
     per epoch: seven genres must train in three hours on a 2-core CPU.
     """
-    from ..device.encoding import DRUM_CLASSES
+    from deepkeys.device.encoding import DRUM_CLASSES
 
     from .styles import STYLES
 
@@ -128,7 +128,7 @@ def genre_config(genre: str) -> tuple[GeneratorConfig, dict]:
 def load_windows(genre: str, data_folder=None, melody_track: str | None = None,
                  bars: int = 4) -> dict[str, "Windows"]:
     """Train/validation/test windows: the chorales, an MMA style, or a user's folder."""
-    from ..device.errors import UserError
+    from deepkeys.device.errors import UserError
 
     if data_folder is not None:
         from .custom import load_folder

@@ -1,7 +1,7 @@
 """Musical quality of a genre model on held-out windows.
 
 Three accompaniments are scored against the same melodies with the same metrics
-(``deepkeys.device.metrics``): the model's (decoded as the device decodes it), the
+(``deepkeys.host.metrics``): the model's (decoded as the device decodes it), the
 real one from the data, and a baseline that pairs each melody with the
 accompaniment of a window from another piece.
 """
@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..device import metrics
-from ..device.decode import decode_track
-from ..device.encoding import DEFAULT_DRUM_NOTES, Note, voice_to_notes
+from deepkeys.host import metrics
+from deepkeys.device.generation.decode import decode_track
+from deepkeys.device.encoding import DEFAULT_DRUM_NOTES, Note, voice_to_notes
 
 # The headline metrics, averaged over a model's tracks where they are per track.
 HEADLINE = ("EB", "UPC", "QN", "DP", "polyphony", "in_key", "consonance", "TD")
@@ -169,7 +169,7 @@ def style_features(parts: Parts, steps_per_bar: int = 16) -> np.ndarray:
     """Drum and bass (and comping) statistics of one window, for telling genres apart:
     hits per bar of each drum class, where in the bar the drums and the bass play, how
     long bass notes last, and how often the comping attacks."""
-    from ..device.encoding import drum_class_of, DRUM_CLASSES
+    from deepkeys.device.encoding import drum_class_of, DRUM_CLASSES
 
     drums, bass, comp = parts.get("drums", []), parts.get("bass", []), parts.get("comp", [])
     bars = max(1, max((n.end for p in parts.values() for n in p), default=1) / steps_per_bar)

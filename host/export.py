@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ..device.atomic import atomic_write_bytes
-from ..device.card import ModelCard, Playback, TensorSpec, TrackSpec, load_card, sha256_of
-from ..device.encoding import DRUM_CLASSES
-from ..device.generator import Generator, noise_vector
+from deepkeys.device.atomic import atomic_write_bytes
+from deepkeys.device.generation.card import ModelCard, Playback, TensorSpec, TrackSpec, load_card, sha256_of
+from deepkeys.device.encoding import DRUM_CLASSES
+from deepkeys.device.generation.generator import Generator, noise_vector
 from .model import GeneratorConfig, build_generator, melody_tensor
 
 log = logging.getLogger("deepkeys.export")

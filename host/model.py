@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from ..device.encoding import STEPS_PER_BAR, RollShape
+from deepkeys.device.encoding import STEPS_PER_BAR, RollShape
 
 
 @dataclass(frozen=True)

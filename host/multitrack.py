@@ -22,7 +22,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from ..device.encoding import DRUM_CLASSES, REST, STEPS_PER_BAR, STEPS_PER_BEAT, drum_class_of
+from deepkeys.device.encoding import DRUM_CLASSES, REST, STEPS_PER_BAR, STEPS_PER_BEAT, drum_class_of
 
 ROLES = ("drums", "bass", "comp", "pad")
 DRUM_CHANNEL = 9

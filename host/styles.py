@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..device.atomic import atomic_open
-from ..device.encoding import REST, STEPS_PER_BAR
-from ..device.errors import UserError
+from deepkeys.device.atomic import atomic_open
+from deepkeys.device.encoding import REST, STEPS_PER_BAR
+from deepkeys.device.errors import UserError
 from . import chorales
 from .dataset import Windows
 from .multitrack import GridPart, MidiNote, bars_of, grid_parts, line, read_notes

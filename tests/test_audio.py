@@ -18,9 +18,9 @@ from deepkeys.device.errors import UserError
 pytest.importorskip("fluidsynth", reason="pyfluidsynth (and libfluidsynth3) not installed")
 pytest.importorskip("alsaaudio", reason="pyalsaaudio not installed")
 
-from deepkeys.device.audio import AudioOutput, BlockInfo  # noqa: E402
-from deepkeys.device.sequencer import Sequencer  # noqa: E402
-from deepkeys.device.synth import NOTE_ON, Synth  # noqa: E402
+from deepkeys.device.adapters.audio import AudioOutput, BlockInfo  # noqa: E402
+from deepkeys.device.appliance.sequencer import Sequencer  # noqa: E402
+from deepkeys.device.adapters.synth import NOTE_ON, Synth  # noqa: E402
 
 RATE = 48000
 
@@ -145,7 +145,7 @@ def test_unknown_device_is_a_user_error(soundfont: Path) -> None:
 def test_realtime_priority_is_asked_for_and_logged_once(soundfont: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     synth = Synth(soundfont)
-    with caplog.at_level(logging.INFO, logger="deepkeys.device.audio"):
+    with caplog.at_level(logging.INFO, logger="deepkeys.device.adapters.audio"):
         with AudioOutput(synth, device="null", pace=True) as out:
             assert out.wait_periods(20)
     synth.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deepkeys.device.control import ControlClient, ControlServer
+from deepkeys.device.adapters.control import ControlClient, ControlServer
 from deepkeys.device.errors import UserError
 from deepkeys.device.events import Button, NoteOn
 

@@ -10,9 +10,9 @@ import pytest
 from conftest import MELODIES, run_cli
 
 pytest.importorskip("tensorflow")
-from deepkeys.device.card import load_card  # noqa: E402
-from deepkeys.device.generator import Generator  # noqa: E402
-from deepkeys.device.midifile import read_melody  # noqa: E402
+from deepkeys.device.generation.card import load_card  # noqa: E402
+from deepkeys.device.generation.generator import Generator  # noqa: E402
+from deepkeys.device.generation.midifile import read_melody  # noqa: E402
 from deepkeys.host.custom import load_folder, scan_folder  # noqa: E402
 from deepkeys.host.dataset import BAND  # noqa: E402
 from deepkeys.host.export import calibration_set, export  # noqa: E402

@@ -54,7 +54,7 @@ def deepkeys_run(config: Path, env: dict[str, str]) -> subprocess.Popen:
 
 # --------------------------------------------------------------------------- as systemd runs it
 def test_run_notifies_ready_feeds_the_watchdog_and_stops_on_sigterm(config_file, tmp_path):
-    from deepkeys.device.control import ControlClient
+    from deepkeys.device.adapters.control import ControlClient
 
     notify_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -122,10 +122,10 @@ def test_config_prints_the_effective_configuration(config_file):
 
 # --------------------------------------------------------------------------- a whole session
 def test_record_generate_play_stop(config_file, tmp_path, chorale_card):
-    from deepkeys.device.card import load_card
+    from deepkeys.device.generation.card import load_card
     from deepkeys.device.config import load_config
-    from deepkeys.device.control import ControlClient
-    from deepkeys.device.daemon import Daemon
+    from deepkeys.device.adapters.control import ControlClient
+    from deepkeys.device.appliance.daemon import Daemon
 
     daemon = Daemon(load_config(config_file))
     daemon.start()
@@ -217,7 +217,7 @@ def test_record_generate_play_stop(config_file, tmp_path, chorale_card):
 
 def test_a_full_disk_is_logged_and_counted_never_fatal(config_file, tmp_path):
     from deepkeys.device.config import load_config
-    from deepkeys.device.daemon import Daemon
+    from deepkeys.device.appliance.daemon import Daemon
     from deepkeys.device.encoding import Composition, Note, Track
 
     (tmp_path / "state").mkdir()

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from deepkeys.device.decode import decode_voice
+from deepkeys.device.generation.decode import decode_voice
 from deepkeys.device.encoding import REST, voice_to_notes
 
 

@@ -42,7 +42,7 @@ def device(tmp_path: Path, soundfont: Path) -> dict:
 def daemon(device: dict):
     """The real daemon on the stand-in device, its main loop on a thread."""
     from deepkeys.device.config import load_config
-    from deepkeys.device.daemon import Daemon
+    from deepkeys.device.appliance.daemon import Daemon
 
     d = Daemon(load_config(device["config"]))
     d.start()
@@ -62,7 +62,7 @@ def deploy(sshd: Path, device: dict, *args: str, dest: str = "root@deepkeys-pi")
 
 def model_copy(folder: Path, genre: str, extra: bytes = b"", card_edit=None) -> Path:
     """The shipped chorale model as ``genre``; ``extra`` bytes make it a new version."""
-    from deepkeys.device.card import sha256_of
+    from deepkeys.device.generation.card import sha256_of
 
     folder.mkdir(parents=True, exist_ok=True)
     model = folder / f"{genre}.tflite"
@@ -77,15 +77,15 @@ def model_copy(folder: Path, genre: str, extra: bytes = b"", card_edit=None) -> 
 
 
 def active_sha(device: dict, genre: str) -> str | None:
-    from deepkeys.device.modelstore import ModelStore
+    from deepkeys.device.maintenance.store import ModelStore
 
     return ModelStore(device["state"]).active().get(genre)
 
 
 # ------------------------------------------------------------------------------ deploy
 def test_deploy_reaches_the_running_daemon_without_a_restart(sshd, device, daemon, tmp_path):
-    from deepkeys.device.card import sha256_of
-    from deepkeys.device.control import ControlClient
+    from deepkeys.device.generation.card import sha256_of
+    from deepkeys.device.adapters.control import ControlClient
 
     assert daemon.snapshot["genres"] == []  # nothing installed on the stand-in device
     result = deploy(sshd, device, "--models", "chorale", "--from", MODELS)
@@ -136,7 +136,7 @@ def test_a_model_that_fails_on_the_device_is_never_activated(sshd, device, daemo
     assert daemon.snapshot["model_sha256"] == before
 
     # Bytes changed after the card was written: the device's own sha256 check refuses.
-    from deepkeys.device.deploy import pack, run_remote
+    from deepkeys.device.maintenance.deploy import pack, run_remote
     from deepkeys.device.errors import UserError
 
     tampered = model_copy(tmp_path / "tampered", "chorale", extra=b"v3")
@@ -214,7 +214,7 @@ def test_names_with_spaces_quotes_and_metacharacters_pass_safely(sshd, device, t
 
 
 def test_ssh_argv_quotes_every_remote_word():
-    from deepkeys.device.deploy import remote_command, ssh_argv
+    from deepkeys.device.maintenance.deploy import remote_command, ssh_argv
 
     # The remote command is shell words (so "sudo -n -u deepkeys PATH" works); the
     # arguments are data, each one quoted.
@@ -246,7 +246,7 @@ def _tar(entries: list[tuple[str, bytes, bytes]]) -> io.BytesIO:
                                         ("notes.txt", tarfile.REGTYPE)])
 def test_the_store_refuses_unsafe_tar_entries(tmp_path, name, kind):
     from deepkeys.device.errors import UserError
-    from deepkeys.device.modelstore import ModelStore
+    from deepkeys.device.maintenance.store import ModelStore
 
     store = ModelStore(tmp_path / "state")
     with pytest.raises(UserError):
@@ -257,9 +257,9 @@ def test_the_store_refuses_unsafe_tar_entries(tmp_path, name, kind):
 
 
 def test_a_hand_made_models_folder_is_adopted_not_lost(tmp_path):
-    from deepkeys.device.card import sha256_of
-    from deepkeys.device.deploy import pack
-    from deepkeys.device.modelstore import ModelStore
+    from deepkeys.device.generation.card import sha256_of
+    from deepkeys.device.maintenance.deploy import pack
+    from deepkeys.device.maintenance.store import ModelStore
 
     state = tmp_path / "state"
     model_copy(state / "models", "blues", extra=b"hand")  # copied by hand before any deploy

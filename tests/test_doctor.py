@@ -93,7 +93,7 @@ def test_each_failure_is_a_row_with_its_reason(tmp_path):
 
 def test_a_model_whose_sha_does_not_match_its_card_fails_its_row(tmp_path):
     from deepkeys.device.config import load_config
-    from deepkeys.device.doctor import check_models
+    from deepkeys.device.maintenance.doctor import check_models
 
     models = tmp_path / "models"
     models.mkdir()
@@ -112,7 +112,7 @@ def test_a_model_whose_sha_does_not_match_its_card_fails_its_row(tmp_path):
 
 @pytest.mark.parametrize("millideg, ok", [(45123, True), (85000, False)])
 def test_cpu_temperature_from_the_thermal_zone(tmp_path, millideg, ok):
-    from deepkeys.device.doctor import check_temperature
+    from deepkeys.device.maintenance.doctor import check_temperature
 
     zone = tmp_path / "sys" / "class" / "thermal" / "thermal_zone0"
     zone.mkdir(parents=True)
@@ -129,7 +129,7 @@ def test_cpu_temperature_from_the_thermal_zone(tmp_path, millideg, ok):
     ("0x50005", False, "under-voltage, throttled now"),
 ])
 def test_throttling_from_vcgencmd(tmp_path, flags, ok, says):
-    from deepkeys.device.doctor import check_throttling
+    from deepkeys.device.maintenance.doctor import check_throttling
 
     # vcgencmd only exists on a Pi: a stand-in that prints what the firmware prints.
     tool = tmp_path / "vcgencmd"

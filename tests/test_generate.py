@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import MELODIES, MODELS, run_cli, write_midi
-from deepkeys.device.card import load_card
-from deepkeys.device.compose import compose
-from deepkeys.device.generator import Generator
-from deepkeys.device.midifile import read_melody
+from deepkeys.device.generation.card import load_card
+from deepkeys.device.generation.arrange import compose
+from deepkeys.device.generation.generator import Generator
+from deepkeys.device.generation.midifile import read_melody
 
 pytestmark = pytest.mark.usefixtures("chorale_card")
 

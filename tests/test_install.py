@@ -57,7 +57,7 @@ class FakeSystem:
 
 
 def install(tmp_path: Path, system: FakeSystem, dry_run: bool = False) -> tuple[int, list[str]]:
-    from deepkeys.device.install import Paths, plan, run_steps
+    from deepkeys.device.maintenance.install import Paths, plan, run_steps
 
     lines: list[str] = []
     changes = run_steps(plan(Paths(root=tmp_path, prefix=REPO, python="python3"), system),
@@ -67,7 +67,7 @@ def install(tmp_path: Path, system: FakeSystem, dry_run: bool = False) -> tuple[
 
 def test_a_fresh_system_then_a_second_run_that_changes_nothing(tmp_path):
     from deepkeys.device.config import Config, load_config
-    from deepkeys.device.install import APT_PACKAGES
+    from deepkeys.device.maintenance.install import APT_PACKAGES
 
     system = FakeSystem(packages=["gcc"])
     changes, lines = install(tmp_path, system)
@@ -130,14 +130,14 @@ def test_existing_config_kept_and_existing_user_only_gets_its_groups(tmp_path):
 
 def test_code_under_home_is_refused_in_one_line(tmp_path):
     from deepkeys.device.errors import UserError
-    from deepkeys.device.install import Paths, plan
+    from deepkeys.device.maintenance.install import Paths, plan
 
     with pytest.raises(UserError, match="ProtectHome=yes hides"):
         plan(Paths(root=tmp_path, prefix=Path("/home/pi/deepkeys")), FakeSystem())
 
 
 def test_the_real_system_queries_read_this_machine():
-    from deepkeys.device.install import System
+    from deepkeys.device.maintenance.install import System
 
     system = System()
     assert system.package_installed("openssh-server") is True  # make test installs it
@@ -149,7 +149,7 @@ def test_the_real_system_queries_read_this_machine():
 
 
 def test_cli_dry_run_on_this_machine_plans_without_changing_it(tmp_path):
-    from deepkeys.device.install import System
+    from deepkeys.device.maintenance.install import System
 
     result = run_cli("install", "--dry-run", "--root", tmp_path)
     assert result.returncode == 0, result.stderr

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import MELODIES, MODELS
-from deepkeys.device.card import load_card
-from deepkeys.device.compose import compose
-from deepkeys.device.generator import Generator
-from deepkeys.device.midifile import read_melody
+from deepkeys.device.generation.card import load_card
+from deepkeys.device.generation.arrange import compose
+from deepkeys.device.generation.generator import Generator
+from deepkeys.device.generation.midifile import read_melody
 
 STYLE_GENRES = ("rock", "pop", "jazz", "bossa", "blues", "funk", "country")
 SHIPPED = sorted(p.stem for p in MODELS.glob("*.json"))

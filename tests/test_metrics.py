@@ -1,4 +1,4 @@
-"""Hand-checked values for deepkeys.device.metrics."""
+"""Hand-checked values for deepkeys.host.metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deepkeys.device.encoding import Note
-from deepkeys.device.metrics import (
+from deepkeys.host.metrics import (
     TONAL_MATRIX,
     consonance,
     drum_pattern_rate,

@@ -17,7 +17,7 @@ import pytest
 
 from deepkeys.device.encoding import Composition, Note, Track
 from deepkeys.device.errors import UserError
-from deepkeys.device.midifile import (
+from deepkeys.device.generation.midifile import (
     DRUM_CHANNEL,
     Melody,
     composition_events,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deepkeys.device import notify
+from deepkeys.device.adapters import notify
 
 
 @pytest.fixture

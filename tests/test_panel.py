@@ -17,7 +17,7 @@ from gpiozero.pins.mock import MockFactory
 
 from deepkeys.device.errors import UserError
 from deepkeys.device.events import Button
-from deepkeys.device.panel import BUTTON_PINS, LED_PINS, Panel
+from deepkeys.device.adapters.panel import BUTTON_PINS, LED_PINS, Panel
 
 
 class Rig:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepkeys.device import pianoroll
+from deepkeys.device.generation import pianoroll
 from deepkeys.device.encoding import Composition, Note, Track
-from deepkeys.device.pianoroll import BACKGROUND, PITCH_MARGIN, track_colour, write_png
+from deepkeys.device.generation.pianoroll import BACKGROUND, PITCH_MARGIN, track_colour, write_png
 
 
 def decode_png(data: bytes) -> np.ndarray:

@@ -17,8 +17,8 @@ from deepkeys.device.config import hardware_free_config
 @pytest.fixture
 def running(tmp_path: Path, soundfont: Path):
     from deepkeys.device.config import load_config
-    from deepkeys.device.control import ControlClient
-    from deepkeys.device.daemon import Daemon
+    from deepkeys.device.adapters.control import ControlClient
+    from deepkeys.device.appliance.daemon import Daemon
 
     models = tmp_path / "models"
     models.mkdir()

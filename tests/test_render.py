@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepkeys.device import render
+from deepkeys.device.generation import render
 from deepkeys.device.encoding import Composition, Note, Track
 from deepkeys.device.errors import UserError
 

@@ -57,7 +57,7 @@ def daemon_proc(tmp_path: Path, soundfont: Path):
     proc = subprocess.Popen([sys.executable, "-m", "deepkeys.device.cli", "run", "--config",
                              str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        from deepkeys.device.control import ControlClient
+        from deepkeys.device.adapters.control import ControlClient
         from deepkeys.device.errors import UserError
 
         def answers() -> bool:
@@ -103,7 +103,7 @@ def _service() -> configparser.SectionProxy:
 
 
 def test_the_unit_runs_unprivileged_with_only_audio_and_gpio():
-    from deepkeys.device.install import SERVICE_GROUPS, SERVICE_USER
+    from deepkeys.device.maintenance.install import SERVICE_GROUPS, SERVICE_USER
 
     service = _service()
     assert service["User"] == SERVICE_USER == "deepkeys" and service["Group"] == "deepkeys"

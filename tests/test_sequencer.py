@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepkeys.device import render
+from deepkeys.device.generation import render
 from deepkeys.device.encoding import Composition, Note, Track
 from deepkeys.device.errors import UserError
-from deepkeys.device.sequencer import CLICK_ACCENT, CLICK_BEAT, Pattern, Sequencer
-from deepkeys.device.synth import (
+from deepkeys.device.appliance.sequencer import CLICK_ACCENT, CLICK_BEAT, Pattern, Sequencer
+from deepkeys.device.adapters.synth import (
     ALL_NOTES_OFF,
     CLICK_CHANNEL,
     CONTROL,
@@ -125,7 +125,7 @@ def test_stop_releases_every_note_and_goes_quiet() -> None:
 
 def test_stop_silences_the_synth(tmp_path: Path) -> None:
     pytest.importorskip("fluidsynth")
-    from deepkeys.device.synth import Synth
+    from deepkeys.device.adapters.synth import Synth
 
     try:
         synth = Synth(render.default_soundfont(), reverb=False)

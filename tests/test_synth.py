@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepkeys.device import events, render
+from deepkeys.device import events
+
+from deepkeys.device.generation import render
 from deepkeys.device.errors import UserError
 
 pytest.importorskip("fluidsynth", reason="pyfluidsynth (and libfluidsynth3) not installed")
 
-from deepkeys.device.synth import CONTROL, LIVE_CHANNEL, NOTE_ON, Synth  # noqa: E402
+from deepkeys.device.adapters.synth import CONTROL, LIVE_CHANNEL, NOTE_ON, Synth  # noqa: E402
 
 RATE = 48000
 ORGAN = 19  # GM church organ: holds its level while a key is down, so sustain is measurable

@@ -13,8 +13,8 @@ from conftest import MODELS
 
 tf = pytest.importorskip("tensorflow")
 
-from deepkeys.device.card import load_card, sha256_of  # noqa: E402
-from deepkeys.device.generator import Generator  # noqa: E402
+from deepkeys.device.generation.card import load_card, sha256_of  # noqa: E402
+from deepkeys.device.generation.generator import Generator  # noqa: E402
 from deepkeys.host import chorales  # noqa: E402
 from deepkeys.host.commands import int8_float_agreement  # noqa: E402
 from deepkeys.host.dataset import Windows, load_windows  # noqa: E402

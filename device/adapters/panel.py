@@ -1,0 +1,281 @@
+"""The front panel: six buttons in as ``Button`` events, three (or more) LEDs out.
+
+Pins are BCM numbers on any gpiozero pin factory, chosen by name: ``"mock"``
+(gpiozero's ``MockFactory``, for ``deepkeys sim`` and tests), ``"lgpio"``,
+``"rpigpio"``, ``"pigpio"``, ``"native"``, or ``None`` for gpiozero's default on
+a Pi (lgpio first).
+
+Debouncing and hold detection are ours, not gpiozero's: mock pins ignore
+``bounce_time``, and doing it here makes the timing testable with an injected
+clock. gpiozero's edge callbacks only record the raw level and its time;
+``poll(now)``, called every few milliseconds by the panel's own thread, turns
+stable levels into events:
+
+- a level counts once it has been stable for ``debounce_ms`` (default 20 ms;
+  Zynthian uses 1 ms, but worn mechanical switches bounce for longer);
+- a short press fires ``Button(name, "press")`` on release;
+- held past ``long_press_ms``, it fires ``Button(name, "long")`` once and nothing on
+  release;
+- the tempo buttons instead fire ``Button(name, "repeat")`` after
+  ``repeat_delay_ms`` and then every ``repeat_ms`` while held.
+
+    >>> import queue
+    >>> q = queue.Queue()
+    >>> panel = Panel(q, pin_factory="mock", thread=False, clock=lambda: 0.0)
+    >>> panel.set_led("rec", "on"); panel.leds["rec"]
+    'on'
+    >>> panel.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from importlib.metadata import entry_points
+from typing import Any
+
+from deepkeys.device.errors import UserError
+from deepkeys.device.events import BUTTONS, Button
+from deepkeys.device.log import kv
+from deepkeys.device.worker import Worker
+
+log = logging.getLogger(__name__)
+
+#: DESIGN.md's defaults, BCM numbering. Buttons connect the pin to ground.
+BUTTON_PINS: dict[str, int] = {"genre": 5, "record": 6, "generate": 13, "play": 19,
+                               "tempo_down": 26, "tempo_up": 21}
+LED_PINS: dict[str, int] = {"rec": 17, "busy": 27, "play": 22}
+REPEAT_BUTTONS = ("tempo_down", "tempo_up")
+LED_MODES = ("on", "off", "blink")
+_EPS = 1e-6  # timing slack, so 100.042 - 100.022 counts as the 20 ms it is
+
+
+def make_pin_factory(name: str | None) -> Any:
+    """A gpiozero pin factory by its entry-point name; ``None`` means gpiozero's default.
+
+    >>> type(make_pin_factory("mock")).__name__
+    'MockFactory'
+    """
+    if name is None or name == "default":
+        return None
+    with warnings.catch_warnings():
+        group = entry_points(group="gpiozero_pin_factories")
+    for ep in group:
+        if ep.name == name.lower():
+            try:
+                return ep.load()()
+            except Exception as exc:
+                raise UserError(f"GPIO pin factory {name!r} unavailable: {exc}"
+                                " (use pin factory 'mock' off the Pi)") from exc
+    names = ", ".join(sorted(ep.name for ep in group))
+    raise UserError(f"unknown GPIO pin factory {name!r} (choose from {names})")
+
+
+@dataclass
+class _Key:
+    """One button's debounce and hold state. Times are the panel clock's seconds."""
+
+    name: str
+    device: Any
+    repeats: bool
+    raw: bool = False            # the last level seen, bounces and all
+    raw_at: float = 0.0          # when it last changed
+    stable: bool = False         # the debounced level
+    down_at: float = 0.0         # when the current press began
+    held: bool = False           # "long" or "repeat" fired: no "press" on release
+    next_repeat: float = 0.0
+
+
+class Panel(Worker):
+    """The front panel; see the module docstring.
+
+    ``buttons`` and ``leds`` map names to BCM pins; ``genre_leds`` lists the pins of
+    the genre slot LEDs, named ``genre0``, ``genre1``, ... With ``thread=False``
+    nothing runs by itself: call ``poll(now)`` (tests drive a fake clock this way).
+    """
+
+    def __init__(self, events: queue.Queue, *,
+                 buttons: Mapping[str, int] = BUTTON_PINS,
+                 leds: Mapping[str, int] = LED_PINS,
+                 genre_leds: Sequence[int] = (),
+                 pin_factory: str | Any | None = None,
+                 pull_up: bool = True,
+                 debounce_ms: float = 20, long_press_ms: float = 800,
+                 repeat_delay_ms: float = 400, repeat_ms: float = 120,
+                 repeat_buttons: Sequence[str] = REPEAT_BUTTONS,
+                 poll_ms: float = 5, thread: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        # DigitalInputDevice, not gpiozero's Button: hold timing is ours, and Button's
+        # hold thread would make close() wait up to its hold_time.
+        from gpiozero import LED, DigitalInputDevice
+
+        super().__init__()
+        self.events = events
+        self.debounce = debounce_ms / 1000
+        self.long_press = long_press_ms / 1000
+        self.repeat_delay = repeat_delay_ms / 1000
+        self.repeat = repeat_ms / 1000
+        self._clock = clock
+        self._poll_s = poll_ms / 1000
+        self._lock = threading.Lock()
+        self._keys: dict[str, _Key] = {}
+        self._leds: dict[str, Any] = {}
+        self._led_state: dict[str, tuple] = {}
+        self.dropped = 0
+
+        unknown = set(buttons) - set(BUTTONS)
+        if unknown:
+            raise UserError(f"unknown panel button(s) {', '.join(sorted(unknown))}"
+                            f" (known: {', '.join(BUTTONS)})")
+        led_pins = dict(leds) | {f"genre{i}": pin for i, pin in enumerate(genre_leds)}
+        seen: dict[int, str] = {}
+        for name, pin in [*buttons.items(), *led_pins.items()]:
+            if pin in seen:
+                raise UserError(f"GPIO {pin} is configured twice: {seen[pin]} and {name}")
+            seen[pin] = name
+
+        # A factory made here by name is ours to close; one passed in is the caller's.
+        self._own_factory = isinstance(pin_factory, str)
+        self.pin_factory = make_pin_factory(pin_factory) if self._own_factory else pin_factory
+        try:
+            for name, pin in buttons.items():
+                device = DigitalInputDevice(pin, pull_up=pull_up, bounce_time=None,
+                                            pin_factory=self.pin_factory)
+                key = _Key(name, device, name in repeat_buttons)
+                # A button already down at start (or shorted) stays silent until released.
+                key.raw = key.stable = key.held = device.is_active
+                key.raw_at = key.down_at = clock()
+                # gpiozero's edge thread: record the level, nothing more. (A partial,
+                # because gpiozero passes the device to a callable that takes one.)
+                device.when_activated = partial(self._edge, key, True)
+                device.when_deactivated = partial(self._edge, key, False)
+                self._keys[name] = key
+            for name, pin in led_pins.items():
+                self._leds[name] = LED(pin, pin_factory=self.pin_factory)
+                self._led_state[name] = ("off",)
+        except Exception as exc:
+            self.close()
+            if isinstance(exc, UserError):
+                raise
+            raise UserError(f"cannot set up the panel's GPIO pins: {exc}") from exc
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="panel", daemon=True)
+            self._thread.start()
+
+    # --- lifetime: close() (``Worker``) stops the thread, then this turns the LEDs off
+    # and releases every pin
+    def _release(self) -> None:
+        for device in [*(k.device for k in self._keys.values()), *self._leds.values()]:
+            try:
+                device.close()  # an LED's close() stops its blink thread too
+            except Exception as exc:
+                log.warning(kv(event="panel_close_failed", error=exc))
+        if self._own_factory and self.pin_factory is not None:
+            self.pin_factory.close()
+
+    # --- buttons
+    def _edge(self, key: _Key, level: bool) -> None:
+        with self._lock:
+            if level != key.raw:
+                key.raw = level
+                key.raw_at = self._clock()
+
+    def poll(self, now: float | None = None) -> list[Button]:
+        """Debounce, detect holds and repeats; put the resulting events on the queue.
+
+        Returns them too, which is handy in tests. The panel thread calls this
+        every ``poll_ms``.
+        """
+        now = self._clock() if now is None else now
+        out: list[Button] = []
+        with self._lock:
+            for key in self._keys.values():
+                level = key.device.is_active  # catches an edge the callback missed
+                if level != key.raw:
+                    key.raw, key.raw_at = level, now
+                out.extend(self._step(key, now))
+        for event in out:
+            try:
+                # Not a callback: waiting a little for room is fine; a press is rare.
+                self.events.put(event, timeout=0.1)
+            except queue.Full:
+                self.dropped += 1
+                log.warning(kv(event="panel_event_dropped", button=event.name, kind=event.kind))
+        return out
+
+    def _step(self, key: _Key, now: float) -> list[Button]:
+        if key.raw != key.stable and now - key.raw_at >= self.debounce - _EPS:
+            key.stable = key.raw
+            if key.stable:
+                key.down_at = key.raw_at
+                key.held = False
+                key.next_repeat = key.down_at + self.repeat_delay
+            elif not key.held:
+                return [Button(key.name, "press", now)]
+            return []
+        if not key.stable:
+            return []
+        if key.repeats:
+            if now >= key.next_repeat - _EPS:
+                key.held = True
+                key.next_repeat += self.repeat
+                if key.next_repeat <= now:  # a stalled loop gets one repeat, not a volley
+                    key.next_repeat = now + self.repeat
+                return [Button(key.name, "repeat", now)]
+        elif not key.held and now - key.down_at >= self.long_press - _EPS:
+            key.held = True
+            return [Button(key.name, "long", now)]
+        return []
+
+    @property
+    def pressed(self) -> dict[str, bool]:
+        """The debounced level of every button."""
+        with self._lock:
+            return {name: key.stable for name, key in self._keys.items()}
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            try:
+                self.poll()
+            except Exception as exc:  # a hiccup must not silence the panel for good
+                log.error(kv(event="panel_poll_failed", error=exc))
+
+    # --- LEDs
+    def set_led(self, name: str, mode: str, on_time: float = 0.25,
+                off_time: float = 0.25) -> None:
+        """``mode`` is "on", "off" or "blink" (with ``on_time``/``off_time`` seconds).
+
+        Setting the same mode again does nothing, so a blink does not restart.
+        """
+        if name not in self._leds:
+            raise ValueError(f"unknown LED {name!r} (known: {', '.join(self._leds)})")
+        if mode not in LED_MODES:
+            raise ValueError(f"LED mode must be one of {', '.join(LED_MODES)}, not {mode!r}")
+        state = (mode, on_time, off_time) if mode == "blink" else (mode,)
+        if self._led_state[name] == state:
+            return
+        led = self._leds[name]
+        if mode == "on":
+            led.on()
+        elif mode == "off":
+            led.off()
+        else:
+            led.blink(on_time=on_time, off_time=off_time, background=True)
+        self._led_state[name] = state
+
+    def set_genre(self, index: int | None) -> None:
+        """Light genre slot ``index``'s LED and no other; a no-op without genre LEDs."""
+        for name in self._leds:
+            if name.startswith("genre"):
+                self.set_led(name, "on" if name == f"genre{index}" else "off")
+
+    @property
+    def leds(self) -> dict[str, str]:
+        """Every LED's mode ("on", "off" or "blink"), for ``deepkeys status`` and the sim."""
+        return {name: state[0] for name, state in self._led_state.items()}

@@ -1,0 +1,341 @@
+"""``deepkeys sim``: the appliance on a desktop, played from the computer keyboard.
+
+The real :class:`~deepkeys.device.appliance.daemon.Daemon` runs with mock GPIO pins and the
+sim MIDI backend; a terminal UI (curses) turns key presses into MIDI notes and
+panel buttons and shows the LEDs and the daemon's status. Sound goes to an ALSA
+device (the default one, or a WAV file through ALSA's ``file`` plugin).
+
+The parts that decide things are plain and testable without a terminal:
+
+- :class:`SimKeys` maps a key to actions: ``("note_on", 60)``, ``("button", "record")``...
+- :class:`SimController` carries them out on a daemon and releases notes later
+  (a terminal reports no key-up, so a note sounds :data:`NOTE_HOLD_S` after its
+  last key press; holding a key down keeps it sounding through auto-repeat);
+- :func:`render_screen` builds the screen's lines from a status dict.
+
+    >>> keys = SimKeys()
+    >>> keys.handle("a"), keys.handle("2"), keys.handle(" ")
+    ([('note_on', 60)], [('button', 'record')], [('button', 'play')])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from deepkeys.device.config import Config, Paths
+from deepkeys.device.appliance.daemon import Daemon
+from deepkeys.device.generation.library import genres_in
+from deepkeys.device.events import Button
+
+NOTE_HOLD_S = 0.3  # how long a key's note sounds after its last press (or auto-repeat)
+VELOCITY = 100
+REFRESH_S = 0.1  # screen refresh
+BASE_NOTE = 60  # "a" is C4 at octave shift 0
+
+# A piano layout on two rows: the home row plays the white keys, the row above the black.
+PIANO_KEYS = "awsedftgyhujkolp;'"
+OCTAVE_KEYS = {"z": -1, "x": +1}
+BUTTON_KEYS = {
+    "1": ("genre", "press"),
+    "!": ("genre", "long"),  # shift+1: GENRE backwards, as a long press
+    "2": ("record", "press"),
+    "3": ("generate", "press"),
+    " ": ("play", "press"),
+    "-": ("tempo_down", "press"),
+    "_": ("tempo_down", "press"),
+    "+": ("tempo_up", "press"),
+    "=": ("tempo_up", "press"),
+}
+QUIT_KEYS = ("q", "Q", "\x1b")  # q or Escape
+HELP = ("keys: a w s e d f t g y h u j k o l p ; ' = piano (C..F)   z/x = octave -/+",
+        "      1 = GENRE (! = backwards)  2 = RECORD  3 = GENERATE  space = PLAY/STOP  "
+        "-/+ = tempo  q = quit")
+
+
+class SimKeys:
+    """Key -> actions, nothing else. ``octave`` shifts the piano keys by 12 semitones."""
+
+    def __init__(self, base: int = BASE_NOTE) -> None:
+        self.base = base
+        self.octave = 0
+
+    def note_for(self, key: str) -> int | None:
+        """The MIDI note a piano key plays now, or None.
+
+        >>> SimKeys().note_for("k"), SimKeys().note_for("'"), SimKeys().note_for("1")
+        (72, 77, None)
+        """
+        i = PIANO_KEYS.find(key) if len(key) == 1 else -1
+        if i < 0:
+            return None
+        return self.base + 12 * self.octave + i
+
+    def handle(self, key: str) -> list[tuple[str, Any]]:
+        """What one key press does, as ``(kind, value)`` pairs:
+        ``("note_on", note)``, ``("button", name)`` or ``("button", (name, kind))`` for
+        a long press, ``("octave", n)``, ``("quit", None)``; ``[]`` for other keys."""
+        if key in QUIT_KEYS:
+            return [("quit", None)]
+        note = self.note_for(key.lower() if key.isalpha() else key)
+        if note is not None:
+            return [("note_on", note)]
+        if key in BUTTON_KEYS:
+            name, kind = BUTTON_KEYS[key]
+            return [("button", name if kind == "press" else (name, kind))]
+        if key in OCTAVE_KEYS:
+            lowest = self.base + 12 * (self.octave + OCTAVE_KEYS[key])
+            if 0 <= lowest and lowest + len(PIANO_KEYS) - 1 <= 127:
+                self.octave += OCTAVE_KEYS[key]
+            return [("octave", self.octave)]
+        return []
+
+
+class SimController:
+    """Carries out :class:`SimKeys`' actions on a running daemon.
+
+    Notes go in through the daemon's sim MIDI port, buttons onto its event queue,
+    just as the keyboard and the panel would send them. Call :meth:`tick` often
+    (the UI does, every few tens of ms): it sends the note-offs that are due.
+    """
+
+    def __init__(self, daemon: Daemon, keys: SimKeys | None = None,
+                 hold_s: float = NOTE_HOLD_S) -> None:
+        self.daemon = daemon
+        self.keys = keys or SimKeys()
+        self.hold_s = hold_s
+        self.held: dict[int, float] = {}  # note -> when its note-off is due
+        self.quit = False
+        self.last = ""  # what the last key did, for the screen
+
+    def press(self, key: str, now: float | None = None) -> list[tuple[str, Any]]:
+        now = time.monotonic() if now is None else now
+        actions = self.keys.handle(key)
+        for kind, value in actions:
+            if kind == "note_on":
+                if value not in self.held:  # a repeat of a held key only keeps it sounding
+                    self._midi("note_on", value, VELOCITY)
+                self.held[value] = now + self.hold_s
+                self.last = f"note {value}"
+            elif kind == "button":
+                name, how = value if isinstance(value, tuple) else (value, "press")
+                self._button(name, how, now)
+                self.last = f"button {name}" + ("" if how == "press" else f" ({how})")
+            elif kind == "octave":
+                self.release_all()
+                self.last = f"octave {value:+d}"
+            elif kind == "quit":
+                self.quit = True
+        self.tick(now)
+        return actions
+
+    def tick(self, now: float | None = None) -> list[int]:
+        """Send the note-offs that are due; returns their notes."""
+        now = time.monotonic() if now is None else now
+        due = [n for n, t in self.held.items() if t <= now]
+        for note in due:
+            del self.held[note]
+            self._midi("note_off", note, 0)
+        return due
+
+    def release_all(self) -> None:
+        for note in list(self.held):
+            del self.held[note]
+            self._midi("note_off", note, 0)
+
+    def _midi(self, kind: str, note: int, velocity: int) -> None:
+        import mido
+
+        self.daemon.midi.send(mido.Message(kind, note=note, velocity=velocity))
+
+    def _button(self, name: str, kind: str, now: float) -> None:
+        try:
+            self.daemon.events.put_nowait(Button(name, kind, t=now))
+        except queue.Full:
+            self.last = "busy: event queue full"
+
+
+# --------------------------------------------------------------------------- the screen
+def _led(state: str | None, now: float) -> str:
+    if state == "on":
+        return "(#)"
+    if state == "blink":
+        return "(#)" if int(now * 4) % 2 == 0 else "( )"
+    return "( )"
+
+
+def render_screen(status: dict[str, Any], *, octave: int = 0, last: str = "",
+                  log_lines: list[str] | tuple[str, ...] = (), now: float | None = None,
+                  wav: str | None = None) -> list[str]:
+    """The sim's screen as plain text lines, from a daemon status snapshot.
+
+    >>> lines = render_screen({"state": "idle", "genre": "chorale", "genres": ["chorale"],
+    ...                        "tempo_bpm": 100, "leds": {"rec": "on", "busy": "off"}})
+    >>> lines[1]
+    'state: idle    genre: chorale    tempo: 100 BPM'
+    >>> lines[2]
+    'LEDs:  REC (#)   BUSY ( )   PLAY ( )'
+    """
+    now = time.monotonic() if now is None else now
+    leds = status.get("leds") or {}
+    genres = status.get("genres") or []
+    lines = ["deepkeys sim" + (f"  (recording audio to {wav})" if wav else ""),
+             f"state: {status.get('state', '?')}    genre: {status.get('genre') or '-'}    "
+             f"tempo: {status.get('tempo_bpm', '?')} BPM",
+             "LEDs:  " + "   ".join(f"{name.upper()} {_led(leds.get(name), now)}"
+                                    for name in ("rec", "busy", "play"))]
+    genre_leds = [(k, v) for k, v in leds.items() if re.fullmatch(r"genre\d+", k)]
+    if genre_leds:
+        parts = []
+        for name, state in sorted(genre_leds, key=lambda kv: int(kv[0][5:])):
+            i = int(name[5:])
+            label = genres[i] if i < len(genres) else f"slot {i}"
+            parts.append(f"{_led(state, now)} {label}")
+        lines.append("genre: " + "   ".join(parts))
+    seq = status.get("sequencer") or {}
+    audio = status.get("audio") or {}
+    lines.append(f"take: {status.get('take_bars', 0)} bars, {status.get('take_notes', 0)} notes"
+                 f"    composition: {'yes' if status.get('has_composition') else 'no'}"
+                 f"    loop: {seq.get('state', '-')}    voices: {status.get('voices', 0)}")
+    latency = status.get("latency_ms") or {}
+    lines.append(f"audio: {audio.get('device', '-')}    underruns: {audio.get('underruns', 0)}"
+                 + (f"    key-to-sound p50 {latency['p50']} ms" if latency else ""))
+    lines.append(f"octave: {octave:+d}    last: {last or '-'}")
+    lines += ["", *HELP]
+    if log_lines:
+        lines += ["", *log_lines]
+    return lines
+
+
+
+def wav_device(path: str | os.PathLike[str]) -> str:
+    """The ALSA PCM that writes a WAV file.
+
+    >>> wav_device("/tmp/take.wav")
+    'file:FILE=/tmp/take.wav,FORMAT=wav'
+    """
+    text = str(Path(path).expanduser().absolute())
+    if not re.fullmatch(r"[A-Za-z0-9_./+@%-]+", text):
+        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"file:FILE={text},FORMAT=wav"
+
+
+def sim_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "deepkeys-sim"
+
+
+def sim_config(cfg: Config, wav: str | os.PathLike[str] | None = None) -> Config:
+    """``cfg`` made to run on a desktop: sim MIDI, mock pins, one genre LED per genre,
+    and, where the paths are the Pi's defaults, a state folder of the user's own."""
+    if cfg.paths == Paths():
+        folder = sim_dir()
+        cfg = dataclasses.replace(cfg, paths=Paths(state_dir=folder,
+                                                   socket=folder / "control.sock"))
+    panel = cfg.panel
+    if not panel.genre_leds:  # mock pins cost nothing: show the genre on LEDs too
+        used = {*dataclasses.asdict(panel.buttons).values(),
+                *dataclasses.asdict(panel.leds).values()}
+        free = [p for p in range(28) if p not in used]
+        n = min(len(genres_in(cfg.paths.models)), 8)
+        panel = dataclasses.replace(panel, genre_leds=tuple(free[:n]))
+    cfg = dataclasses.replace(
+        cfg,
+        midi=dataclasses.replace(cfg.midi, api="sim"),
+        panel=dataclasses.replace(panel, pin_factory="mock"),
+    )
+    if wav is not None:
+        cfg = dataclasses.replace(cfg, audio=dataclasses.replace(cfg.audio, device=wav_device(wav)))
+    return cfg
+
+
+class _Recent(logging.Handler):
+    """Keeps the last few log lines for the screen (stderr belongs to curses)."""
+
+    def __init__(self, n: int = 4) -> None:
+        super().__init__()
+        self.lines: deque[str] = deque(maxlen=n)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(f"{record.levelname.lower()}: {record.getMessage()}")
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def run_sim(cfg: Config, wav: str | None = None) -> int:
+    """Start the daemon, run the terminal UI until q, stop the daemon."""
+    import curses
+
+    cfg = sim_config(cfg, wav)
+    cfg.paths.state_dir.mkdir(parents=True, exist_ok=True)
+    cfg.paths.socket.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    recent = _Recent()
+    saved = root.handlers[:]
+    file_handler = logging.FileHandler(cfg.paths.state_dir / "sim.log")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    recent.setLevel(logging.WARNING)  # the screen shows trouble only; the file has it all
+    root.handlers = [file_handler, recent]
+
+    daemon = Daemon(cfg)
+    try:
+        daemon.start()
+        loop = threading.Thread(target=daemon.run, name="deepkeys-sim-loop", daemon=True)
+        loop.start()
+        controller = SimController(daemon)
+        try:
+            curses.wrapper(_ui, daemon, controller, recent, wav)
+        finally:
+            controller.release_all()
+            daemon.request_stop()
+            loop.join(timeout=15)
+    finally:
+        daemon.stop()
+        root.handlers = saved
+        file_handler.close()
+    if wav:
+        print(f"wav={Path(wav).absolute()}")
+    print(f"log={cfg.paths.state_dir / 'sim.log'}")
+    return 0
+
+
+def _ui(stdscr: Any, daemon: Daemon, controller: SimController, recent: _Recent,
+        wav: str | None) -> None:
+    import curses
+
+    curses.curs_set(0)
+    stdscr.timeout(20)
+    drawn = 0.0
+    while not controller.quit:
+        try:
+            key = stdscr.get_wch()
+        except curses.error:
+            key = None
+        except KeyboardInterrupt:
+            break
+        now = time.monotonic()
+        if isinstance(key, str):
+            controller.press(key, now)
+        controller.tick(now)
+        if now - drawn >= REFRESH_S or key is not None:
+            drawn = now
+            lines = render_screen(daemon.snapshot, octave=controller.keys.octave,
+                                  last=controller.last, log_lines=list(recent.lines), now=now,
+                                  wav=wav)
+            stdscr.erase()
+            height, width = stdscr.getmaxyx()
+            for y, line in enumerate(lines[: height - 1]):
+                try:
+                    stdscr.addstr(y, 0, line[: width - 1])
+                except curses.error:
+                    pass
+            stdscr.refresh()

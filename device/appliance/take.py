@@ -1,0 +1,178 @@
+"""The recording clock and the take: keys played in real time become a melody on the grid.
+
+No I/O and no threads: the caller hands in ``time.monotonic()`` times. A recorder
+is made when RECORD is pressed; it knows the count-in, when recording starts,
+which bar a moment falls in and when ``max_bars`` are full. It collects note-ons
+and note-offs and, at :meth:`Recorder.stop`, turns them into a :class:`Take`,
+which is a :class:`~deepkeys.device.generation.midifile.Melody` on the 16th grid.
+
+At 100 BPM a beat is 0.6 s, a 16th 0.15 s and a bar 2.4 s:
+
+>>> rec = Recorder(tempo_bpm=100, start_t=0.0, count_in_bars=1, max_bars=8)
+>>> [round(c.t, 3) for c in rec.clicks()], rec.record_t, round(rec.end_t, 3)
+([0.0, 0.6, 1.2, 1.8], 2.4, 21.6)
+>>> rec.note_on(60, 90, 2.43); rec.note_off(60, 2.68)   # a little late, a little short
+>>> take = rec.stop(4.0)
+>>> take.notes, take.n_steps
+([Note(pitch=60, start=0, end=2, velocity=90)], 16)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from deepkeys.device.encoding import BEATS_PER_BAR, STEPS_PER_BAR, STEPS_PER_BEAT, Note
+from deepkeys.device.events import NoteOff, NoteOn
+from deepkeys.device.generation.midifile import Melody
+from deepkeys.device.generation.midifile import _top_line as top_line  # the same reduction to one line that files get
+
+_TIE = 1e-9  # a time exactly halfway between two steps goes to the later one, despite float error
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """One metronome click: its time, its beat within the bar (0 = the downbeat), and whether
+    it is accented (beat 0)."""
+
+    t: float
+    beat: int
+    accent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RawNote:
+    """A played note as it happened: seconds from the start of bar 0 (negative = count-in)."""
+
+    pitch: int
+    on: float
+    off: float
+    velocity: int
+
+
+@dataclass
+class Take(Melody):
+    """A recorded melody: a :class:`Melody` on the grid, plus how it was really played.
+
+    ``notes`` are always on the 16th grid, because that is what a model reads.
+    ``raw`` keeps the performance's own times (seconds from bar 0); when
+    ``rhythm_assist`` was off, save the take with those rather than the grid.
+    ``dropped`` counts notes outside the recorded bars (begun in the count-in or
+    after the end), ``orphan_offs`` note-offs that had no note-on.
+    """
+
+    raw: list[RawNote] = field(default_factory=list)
+    rhythm_assist: bool = True
+    dropped: int = 0
+    orphan_offs: int = 0
+
+
+class Recorder:
+    """One take, from the first count-in click to stop."""
+
+    def __init__(self, tempo_bpm: float, start_t: float, count_in_bars: int = 1,
+                 max_bars: int = 8, rhythm_assist: bool = True) -> None:
+        if tempo_bpm <= 0 or count_in_bars < 0 or max_bars < 1:
+            raise ValueError("tempo_bpm must be > 0, count_in_bars >= 0 and max_bars >= 1")
+        self.tempo_bpm = tempo_bpm
+        self.start_t = start_t
+        self.count_in_bars = count_in_bars
+        self.max_bars = max_bars
+        self.rhythm_assist = rhythm_assist
+        self.beat_s = 60.0 / tempo_bpm
+        self.step_s = self.beat_s / STEPS_PER_BEAT
+        self.bar_s = self.beat_s * BEATS_PER_BAR
+        self.record_t = start_t + count_in_bars * self.bar_s  # bar 0, beat 1
+        self.end_t = self.record_t + max_bars * self.bar_s  # max_bars are full
+        self.orphan_offs = 0
+        self.stopped = False
+        self._held: dict[int, tuple[float, int]] = {}  # pitch -> (on time, velocity)
+        self._played: list[tuple[int, float, float, int]] = []  # (pitch, on, off, velocity)
+
+    # --- the clock --------------------------------------------------------------------
+    def clicks(self) -> list[Click]:
+        """The count-in clicks: one per beat, the first of each bar accented."""
+        beats = self.count_in_bars * BEATS_PER_BAR
+        return [Click(self.start_t + i * self.beat_s, i % BEATS_PER_BAR, i % BEATS_PER_BAR == 0)
+                for i in range(beats)]
+
+    def bar_at(self, t: float) -> int:
+        """The bar at time ``t``: 0 is the first recorded bar, the count-in bars are negative.
+
+        >>> rec = Recorder(100, start_t=10.0)
+        >>> rec.bar_at(10.0), rec.bar_at(12.4), rec.bar_at(14.79), rec.bar_at(14.8)
+        (-1, 0, 0, 1)
+        """
+        return math.floor((t - self.record_t) / self.bar_s + _TIE)
+
+    def phase(self, t: float) -> str:
+        """ "count_in" before bar 0, "recording" during the bars, "full" once max_bars are over."""
+        if t < self.record_t:
+            return "count_in"
+        return "recording" if t < self.end_t else "full"
+
+    # --- the notes --------------------------------------------------------------------
+    def note_on(self, pitch: int, velocity: int, t: float) -> None:
+        if velocity == 0:  # running status: a note-on with velocity 0 is a note-off
+            self.note_off(pitch, t)
+            return
+        if self.stopped or not self.start_t <= t < self.end_t:
+            return
+        if pitch in self._held:  # struck again while still down: the first one ends here
+            self.note_off(pitch, t)
+        self._held[pitch] = (t, velocity)
+
+    def note_off(self, pitch: int, t: float) -> None:
+        if self.stopped:
+            return
+        if pitch not in self._held:
+            self.orphan_offs += 1  # released before we saw it struck, or a duplicate off
+            return
+        on, velocity = self._held.pop(pitch)
+        self._played.append((pitch, on, min(t, self.end_t), velocity))
+
+    def feed(self, event: NoteOn | NoteOff) -> None:
+        """Take a :class:`NoteOn` or :class:`NoteOff` event, at the time it carries."""
+        if isinstance(event, NoteOn):
+            self.note_on(event.note, event.velocity, event.t)
+        else:
+            self.note_off(event.note, event.t)
+
+    # --- the take ---------------------------------------------------------------------
+    def stop(self, t: float) -> Take | None:
+        """End the take at ``t`` (clamped to the recorded bars); ``None`` if nothing was played.
+
+        Notes still held end at ``t``. The take lasts the bars recorded: ``t`` rounded
+        to the nearest bar (a slightly late stop does not add an empty bar), but at
+        least up to the bar of the last note, at least 1 and at most ``max_bars``.
+        """
+        t = min(max(t, self.record_t), self.end_t)
+        for pitch in list(self._held):
+            self.note_off(pitch, t)
+        self.stopped = True
+
+        notes: list[Note] = []
+        raw: list[RawNote] = []
+        dropped = 0
+        max_steps = self.max_bars * STEPS_PER_BAR
+        for pitch, on, off, velocity in sorted(self._played, key=lambda p: (p[1], p[0])):
+            start = self._step(on)
+            if not 0 <= start < max_steps:
+                dropped += 1  # begun in the count-in (more than half a 16th early) or too late
+                continue
+            notes.append(Note(pitch, start, max(self._step(off), start + 1), velocity))
+            raw.append(RawNote(pitch, on - self.record_t, off - self.record_t, velocity))
+        if not notes:
+            return None
+
+        by_time = math.floor((t - self.record_t) / self.bar_s + 0.5 + _TIE)
+        by_notes = max(n.start for n in notes) // STEPS_PER_BAR + 1
+        n_steps = min(max(by_time, by_notes, 1), self.max_bars) * STEPS_PER_BAR
+        notes = [Note(n.pitch, n.start, min(n.end, n_steps), n.velocity) for n in notes]
+        return Take(top_line(notes, n_steps), n_steps, float(self.tempo_bpm), "take", raw=raw,
+                    rhythm_assist=self.rhythm_assist, dropped=dropped,
+                    orphan_offs=self.orphan_offs)
+
+    def _step(self, t: float) -> int:
+        """The nearest 16th step to time ``t`` (step 0 = the start of bar 0)."""
+        return math.floor((t - self.record_t) / self.step_s + 0.5 + _TIE)

@@ -1,0 +1,317 @@
+"""``deepkeys bench``: speed figures measured on the machine it runs on.
+
+Benchmarks print figures; they never pass or fail. The README's tables come from
+these commands.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deepkeys.device.generation.card import load_card
+from deepkeys.device.encoding import notes_to_voice
+from deepkeys.device.generation.generator import Generator
+from deepkeys.device.generation.midifile import Melody, read_melody
+from deepkeys.device.generation.library import card_path
+from deepkeys.device.resources import BUNDLED_MELODIES
+
+BENCH_MELODY = BUNDLED_MELODIES / "ode_to_joy.mid"
+
+
+def percentiles(samples_s: list[float]) -> tuple[float, float]:
+    """Median and p95 in milliseconds."""
+    ms = np.asarray(samples_s) * 1e3
+    return float(np.median(ms)), float(np.percentile(ms, 95))
+
+
+@dataclass
+class GenerateBench:
+    genre: str
+    card_path: Path
+    melody: Melody
+    phrase_pitch: np.ndarray  # the first phrase, as the model sees it
+    phrase_onset: np.ndarray
+    noise: np.ndarray
+    invoke_s: list[float] = field(default_factory=list)
+    generate_s: list[float] = field(default_factory=list)
+
+
+def bench_generate(genre: str, runs: int = 200, threads: int = 1,
+                   models: str | Path | None = None) -> GenerateBench:
+    path = card_path(genre, models)
+    generator = Generator(load_card(path), threads=threads)
+    card = generator.card
+    melody = read_melody(BENCH_MELODY)
+    pitch, onset = notes_to_voice(melody.notes, melody.n_steps)
+    noise = np.random.default_rng(0).standard_normal(card.inputs["noise"].shape[-1]).astype(
+        np.float32)
+    result = GenerateBench(genre, path, melody, pitch[: card.steps], onset[: card.steps], noise)
+
+    for _ in range(10):  # warm-up: first invokes allocate and pack weights
+        generator.infer(result.phrase_pitch, result.phrase_onset, noise)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        generator.infer(result.phrase_pitch, result.phrase_onset, noise)
+        t1 = time.perf_counter()
+        generator.accompany(melody.notes, melody.n_steps, seed=i)
+        t2 = time.perf_counter()
+        result.invoke_s.append(t1 - t0)
+        result.generate_s.append(t2 - t1)
+
+    bars = melody.n_steps // 16
+    print(f"bench generate: genre={genre} model={path} threads={threads} runs={runs}")
+    print("| what | median ms | p95 ms |\n|---|---|---|")
+    med, p95 = percentiles(result.invoke_s)
+    print(f"| int8 LiteRT, one {card.bars}-bar phrase (quantize + invoke + dequantize) "
+          f"| {med:.2f} | {p95:.2f} |")
+    med, p95 = percentiles(result.generate_s)
+    print(f"| int8 LiteRT, full generation of a {bars}-bar melody (phrases + decoding) "
+          f"| {med:.2f} | {p95:.2f} |")
+    return result
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def _p99_ms(samples_s: list[float]) -> tuple[float, float]:
+    """Median and p99 in milliseconds."""
+    ms = np.asarray(samples_s) * 1e3
+    return float(np.median(ms)), float(np.percentile(ms, 99))
+
+
+def _bench_piece():
+    """Two bars of drums, bass, comping and pad: the load a playing loop puts on the synth."""
+    from deepkeys.device.encoding import Composition, Note, Track
+
+    drums = [Note(42, s, s + 1, 80) for s in range(0, 32, 2)]
+    drums += [Note(36, s, s + 1, 110) for s in (0, 8, 16, 24)]
+    drums += [Note(38, s, s + 1, 100) for s in (4, 12, 20, 28)]
+    bass = [Note(36 + (0, 7, 5, 7)[s // 8], s, s + 3, 100) for s in range(0, 32, 4)]
+    chords = [Note(p, s, s + 6, 80) for s in (0, 8, 16, 24) for p in (60, 64, 67)]
+    pad = [Note(p, 0, 32, 60) for p in (48, 55, 64)]
+    return Composition(
+        [Track("drums", 0, drums, is_drum=True), Track("bass", 33, bass, channel=1),
+         Track("chords", 4, chords, channel=2), Track("pad", 48, pad, channel=3)],
+        32, 120.0)
+
+
+@dataclass
+class LatencyBench:
+    device: str
+    period: int
+    buffer: int
+    latency_s: list[float] = field(default_factory=list)  # note-on read -> block rendered
+    wait_s: list[float] = field(default_factory=list)  # note-on read -> its block began
+    render_s: list[float] = field(default_factory=list)
+    underruns: int = 0
+    realtime: bool = False
+
+
+def bench_latency(notes: int = 500, period: int = 128, device: str = "null",
+                  periods: int = 2, python_load: bool = False) -> LatencyBench:
+    """Key to audio: from a note-on read by the MIDI input (its ``sim`` backend, which
+    hands keys to the synth just as the daemon's reader does) to the first rendered
+    block that contains it, with an accompaniment looping.
+
+    ``null`` never blocks, so it is paced here like a sound card with the same
+    buffer; any other ALSA device paces itself. ``python_load`` keeps another
+    thread busy in pure Python meanwhile (as decoding a generation does), which
+    is what makes the audio thread wait for the GIL.
+    """
+    import queue
+    import random
+    import threading
+
+    from deepkeys.device.adapters.audio import AudioOutput, BlockInfo
+    from deepkeys.device.adapters.midi import MidiInput
+    from deepkeys.device.appliance.sequencer import Sequencer
+    from deepkeys.device.adapters.synth import NOTE_ON, Synth
+
+    synth = Synth()
+    seq = Sequencer(synth.rate, 120.0)
+    seq.play(_bench_piece())
+    lat: list[float] = []
+    wait: list[float] = []
+    render: list[float] = []
+
+    def on_block(info: BlockInfo) -> None:
+        # Runs on the audio thread: appends only.
+        render.append(info.t_rendered - info.t_start)
+        for status, _ch, _note, velocity, t_queued in info.live:
+            if status == NOTE_ON and velocity > 0:
+                lat.append(info.t_rendered - t_queued)
+                wait.append(info.t_start - t_queued)
+
+    done = threading.Event()
+
+    def busy() -> None:
+        x = 0
+        while not done.is_set():
+            for i in range(10_000):
+                x += i * i
+
+    rng = random.Random(0)
+    out = AudioOutput(synth, seq, device=device, periodsize=period, periods=periods,
+                      pace=device == "null", on_block=on_block)
+    loader = threading.Thread(target=busy, daemon=True)
+    with out:
+        out.wait_periods(200)  # past start-up
+        render.clear()
+        if python_load:
+            loader.start()
+        # The daemon's path: bytes in, parsed and stamped on arrival, to the synth's queue.
+        keys = MidiInput(queue.Queue(), backend="sim", watch=False, queue_limit=4 * notes,
+                         on_event=synth.handle)
+        for i in range(notes):
+            note = 48 + (i * 7) % 36
+            keys.send([0x90, note, 100])
+            # Random gaps, so notes arrive at every phase of a period.
+            time.sleep(rng.uniform(0.003, 0.009))
+            keys.send([0x80, note, 0])
+            time.sleep(rng.uniform(0.003, 0.009))
+        keys.close()
+        out.wait_periods(out.periods_written + 10)
+        done.set()
+    synth.close()
+    stats = out.stats()
+    result = LatencyBench(device, stats.period, stats.buffer, lat, wait, render,
+                          stats.underruns, stats.realtime)
+
+    rate = synth.rate
+    paced = " (paced as a sound card)" if device == "null" else ""
+    print(f"bench latency: device={device}{paced} rate={rate} period={stats.period} "
+          f"periods={stats.buffer // stats.period} notes={len(lat)} "
+          f"realtime={'fifo' if stats.realtime else 'off'} underruns={stats.underruns} "
+          f"python_load={'on' if python_load else 'off'}")
+    print("| what | median ms | p99 ms |\n|---|---|---|")
+    med, p99 = _p99_ms(lat)
+    print(f"| key to audio: MIDI note-on read -> first rendered block with it "
+          f"({stats.period} frames) | {med:.2f} | {p99:.2f} |")
+    med, p99 = _p99_ms(wait)
+    print(f"| of which waiting for the next block to begin | {med:.2f} | {p99:.2f} |")
+    med, p99 = _p99_ms(render)
+    print(f"| render one block (synth + 4-track loop) | {med:.3f} | {p99:.3f} |")
+    print(f"target: p99 <= one period + 1 ms = {stats.period / rate * 1e3 + 1:.2f} ms; "
+          f"the rest of the device buffer then plays first: {out.queued_s * 1e3:.2f} ms")
+    return result
+
+
+@dataclass
+class SynthBench:
+    voices: int  # active voices while rendering
+    seconds: float
+    x_realtime: float
+    block_s: list[float] = field(default_factory=list)
+
+
+def bench_synth(voices: int = 32, seconds: float = 10.0, period: int = 128) -> SynthBench:
+    """How many times faster than real time the synth renders ``voices``
+    simultaneous voices (with reverb), in ``period``-frame blocks on one core."""
+    import os
+
+    from deepkeys.device.adapters.synth import Synth
+
+    synth = Synth(polyphony=max(64, 2 * voices))
+    sustained = (19, 48, 52, 16)  # organ, strings, choir, organ: they hold while keys are down
+    for channel, program in enumerate(sustained, start=1):
+        synth.program_change(program, channel)
+    i = 0
+    while synth.active_voices() < voices and i < 128:
+        synth.noteon(36 + (i * 5) % 60, 90, channel=1 + i % len(sustained))
+        synth.render(period)
+        i += 1
+
+    blocks = int(seconds * synth.rate) // period
+    times = [0.0] * blocks
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})  # one core, as on a busy Pi
+    try:
+        began = time.perf_counter()
+        for b in range(blocks):
+            t0 = time.perf_counter()
+            synth.render(period)
+            times[b] = time.perf_counter() - t0
+        wall = time.perf_counter() - began
+    finally:
+        os.sched_setaffinity(0, cpus)
+    active = synth.active_voices()
+    synth.close()
+    audio_s = blocks * period / synth.rate
+    result = SynthBench(active, audio_s, audio_s / wall, times)
+
+    print(f"bench synth: voices={active} seconds={audio_s:.1f} period={period} "
+          f"rate={synth.rate} polyphony={max(64, 2 * voices)} reverb=on cores=1")
+    print("| what | x real time | block median ms | block p99 ms |\n|---|---|---|---|")
+    med, p99 = _p99_ms(times)
+    print(f"| FluidSynth, {active} voices, {period}-frame blocks, one core "
+          f"| {result.x_realtime:.1f} | {med:.3f} | {p99:.3f} |")
+    print(f"target: >= 10x real time; a {period}-frame block is due every "
+          f"{period / synth.rate * 1e3:.2f} ms")
+    return result
+
+
+# --- start-up -------------------------------------------------------------------------
+@dataclass
+class StartupBench:
+    ready_s: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+
+
+def bench_startup(runs: int = 5, config: str | Path | None = None) -> StartupBench:
+    """``deepkeys run`` as systemd starts it: seconds from exec to READY=1 on the notify
+    socket, and the daemon's resident memory once ready (all installed models loaded).
+
+    Without ``config`` it uses sim MIDI, the null audio device and mock pins, so it runs
+    on any machine; on the Pi, pass the real config to include the hardware.
+    """
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    from deepkeys.device.config import hardware_free_config
+
+    result = StartupBench()
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg_path = Path(config) if config else Path(tmp) / "config.toml"
+            if not config:
+                cfg_path.write_text(hardware_free_config(f"{tmp}/state", f"{tmp}/ctl.sock"))
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            notify.bind(f"{tmp}/notify.sock")
+            notify.settimeout(30)
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "deepkeys.device.cli", "run", "--config", str(cfg_path)],
+                env={**os.environ, "NOTIFY_SOCKET": f"{tmp}/notify.sock"},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                while not notify.recv(4096).startswith(b"READY=1"):
+                    pass
+                result.ready_s.append(time.perf_counter() - t0)
+                result.rss_mb.append(_rss_mb(proc.pid))
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=15)
+                notify.close()
+
+    print(f"bench startup: runs={runs} config={config or 'hardware-free (sim MIDI, null audio, mock pins)'}")
+    print("| what | median | max |\n|---|---|---|")
+    print(f"| start to READY (s) | {np.median(result.ready_s):.2f} | {max(result.ready_s):.2f} |")
+    print(f"| RSS once ready, all models loaded (MB) | {np.median(result.rss_mb):.1f} "
+          f"| {max(result.rss_mb):.1f} |")
+    print("targets: READY <= 2 s, RSS <= 150 MB")
+    return result
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
