@@ -150,7 +150,7 @@ _CC = _Int("a MIDI controller number 0..127", 0, 127)
 
 # --------------------------------------------------------------------------- the tree
 @dataclass(frozen=True)
-class Midi:
+class MidiConfig:
     api: str = _key("alsa", _choice("alsa", "jack", "sim"),
                     "python-rtmidi on the ALSA sequencer or JACK; sim = an in-process port")
     input_ports: tuple[str, ...] = _key(
@@ -161,7 +161,7 @@ class Midi:
 
 
 @dataclass(frozen=True)
-class Audio:
+class AudioConfig:
     device: str = _key("default", _Str("a non-empty string", empty_ok=False), "ALSA PCM name")
     rate: int = _key(48000, _Int("an integer 8000..192000", 8000, 192000), "sample rate, Hz")
     period: int = _key(128, _Int("an integer 16..4096", 16, 4096), "frames per ALSA period")
@@ -172,14 +172,14 @@ class Audio:
 
 
 @dataclass(frozen=True)
-class Synth:
+class SynthConfig:
     gain: float = _key(0.5, _Float("a number 0.0..10.0", 0.0, 10.0), "FluidSynth master gain")
     live_program: int = _key(0, _Int("a GM program number 0..127", 0, 127),
                              "the instrument the keys play live")
 
 
 @dataclass(frozen=True)
-class Buttons:
+class ButtonPins:
     genre: int = _key(5, _PIN)
     record: int = _key(6, _PIN)
     generate: int = _key(13, _PIN)
@@ -189,14 +189,14 @@ class Buttons:
 
 
 @dataclass(frozen=True)
-class Leds:
+class LedPins:
     rec: int = _key(17, _PIN)
     busy: int = _key(27, _PIN)
     play: int = _key(22, _PIN)
 
 
 @dataclass(frozen=True)
-class Panel:
+class PanelConfig:
     pin_factory: str = _key(
         "auto", _choice("auto", "lgpio", "rpigpio", "pigpio", "native", "mock"),
         "gpiozero pin factory; auto = gpiozero's choice, mock = no hardware")
@@ -208,8 +208,8 @@ class Panel:
         (), _List(f"a list of at most {MAX_GENRE_LEDS} BCM pin numbers 0..27", _PIN,
                   max_len=MAX_GENRE_LEDS),
         "one LED per genre slot, in the order of the installed genres")
-    buttons: Buttons = field(default_factory=Buttons)
-    leds: Leds = field(default_factory=Leds)
+    buttons: ButtonPins = field(default_factory=ButtonPins)
+    leds: LedPins = field(default_factory=LedPins)
 
     @property
     def gpiozero_factory(self) -> str | None:
@@ -219,9 +219,11 @@ class Panel:
 
 
 @dataclass(frozen=True)
-class Player:
+class PlayerConfig:
     tempo_bpm: int = _key(100, _Int(f"an integer {TEMPO_MIN}..{TEMPO_MAX}", TEMPO_MIN, TEMPO_MAX))
-    rhythm_assist: bool = _key(True, _Bool("true or false"), "snap the take to the 16th grid")
+    rhythm_assist: bool = _key(
+        True, _Bool("true or false"),
+        "save takes snapped to the 16th grid; false = as played (the model always reads the grid)")
     metronome: bool = _key(True, _Bool("true or false"),
                            "click while recording too (the count-in always clicks)")
     max_bars: int = _key(8, _Int("an integer 1..32", 1, 32), "recording stops by itself after this")
@@ -233,7 +235,7 @@ class Player:
 
 
 @dataclass(frozen=True)
-class Paths:
+class PathsConfig:
     state_dir: Path = _key(Path("/var/lib/deepkeys"), _Path("a path"),
                            "compositions, takes and deployed models")
     socket: Path = _key(Path("/run/deepkeys/control.sock"), _Path("a path"))
@@ -248,7 +250,7 @@ class Paths:
 
 
 @dataclass(frozen=True)
-class Publish:
+class PublishConfig:
     command: tuple[str, ...] = _key(
         (), _List('a list of strings (placeholders "{mid}", "{json}")'),
         'run after each saved composition, e.g. ["rsync", "{mid}", "nas:/music/"]; [] = none')
@@ -256,7 +258,7 @@ class Publish:
     def argv(self, mid: str | os.PathLike[str], json_path: str | os.PathLike[str]) -> list[str]:
         """The command for one saved composition, placeholders filled in.
 
-        >>> Publish(("cp", "{mid}", "/srv/")).argv("/x/a.mid", "/x/a.json")
+        >>> PublishConfig(("cp", "{mid}", "/srv/")).argv("/x/a.mid", "/x/a.json")
         ['cp', '/x/a.mid', '/srv/']
         """
         # str.replace, not str.format: other braces in an argument stay as written.
@@ -265,7 +267,7 @@ class Publish:
 
 
 @dataclass(frozen=True)
-class Keyboard:
+class KeyboardConfig:
     cc_play: int = _key(105, _CC, "transport CCs of the AWS DeepComposer keyboard")
     cc_stop: int = _key(106, _CC)
     cc_record: int = _key(107, _CC)
@@ -273,14 +275,14 @@ class Keyboard:
 
 @dataclass(frozen=True)
 class Config:
-    midi: Midi = field(default_factory=Midi)
-    audio: Audio = field(default_factory=Audio)
-    synth: Synth = field(default_factory=Synth)
-    panel: Panel = field(default_factory=Panel)
-    player: Player = field(default_factory=Player)
-    paths: Paths = field(default_factory=Paths)
-    publish: Publish = field(default_factory=Publish)
-    keyboard: Keyboard = field(default_factory=Keyboard)
+    midi: MidiConfig = field(default_factory=MidiConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    panel: PanelConfig = field(default_factory=PanelConfig)
+    player: PlayerConfig = field(default_factory=PlayerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
 
     def to_toml(self) -> str:
         """Every key with its value, as a TOML file with a comment per key."""
@@ -386,9 +388,9 @@ def _check_whole(config: Config) -> None:
     panel = config.panel
     pins: dict[int, str] = {}
     uses = [(f"panel.buttons.{f.name}", getattr(panel.buttons, f.name))
-            for f in dataclasses.fields(Buttons)]
+            for f in dataclasses.fields(ButtonPins)]
     uses += [(f"panel.leds.{f.name}", getattr(panel.leds, f.name))
-             for f in dataclasses.fields(Leds)]
+             for f in dataclasses.fields(LedPins)]
     uses += [(f"panel.genre_leds[{i}]", pin) for i, pin in enumerate(panel.genre_leds)]
     for key, pin in uses:
         if pin in pins:
@@ -397,7 +399,7 @@ def _check_whole(config: Config) -> None:
         pins[pin] = key
 
     ccs: dict[int, str] = {}
-    for f in dataclasses.fields(Keyboard):
+    for f in dataclasses.fields(KeyboardConfig):
         cc = getattr(config.keyboard, f.name)
         if cc in ccs:
             raise _Problem(f"keyboard.{f.name} must differ from keyboard.{ccs[cc]}, got {cc}")

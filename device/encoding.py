@@ -14,7 +14,7 @@ plain value object; a monophonic *voice* is two arrays, the pitch at each step
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,6 +127,20 @@ class Composition:
         return self.n_steps / STEPS_PER_BEAT * 60.0 / self.tempo_bpm
 
 
+@dataclass
+class Melody:
+    """A monophonic melody on the 16th grid, as read from a file.
+
+    ``n_steps`` is a whole number of bars that holds every note; ``source`` is the
+    name of the file it came from.
+    """
+
+    notes: list[Note]
+    n_steps: int
+    tempo_bpm: float
+    source: str
+
+
 def step_to_beats(step: float, swing: float = 0.5) -> float:
     """Where a grid step falls, in beats, once swing is applied.
 
@@ -194,14 +208,23 @@ def notes_to_roll(notes: Iterable[Note], n_steps: int, n_pitches: int = 128) -> 
     return roll
 
 
-def onset_roll(notes: Iterable[Note], n_steps: int, n_pitches: int = 128) -> np.ndarray:
-    """A boolean roll of shape (n_steps, n_pitches) that is set where notes begin."""
-    roll = np.zeros((n_steps, n_pitches), dtype=bool)
+def top_line(notes: list[Note], n_steps: int) -> list[Note]:
+    """The highest sounding note at each step, re-attacks kept, velocities kept.
+
+    >>> top_line([Note(60, 0, 8, 50), Note(67, 4, 6, 90), Note(67, 6, 8, 70)], 16)
+    [Note(pitch=60, start=0, end=4, velocity=50), Note(pitch=67, start=4, end=6, velocity=90), \
+Note(pitch=67, start=6, end=8, velocity=70)]
+    """
+    pitch, onset = notes_to_voice(notes, n_steps)
+    by_pitch: dict[int, list[Note]] = {}
     for note in notes:
-        if 0 <= note.pitch < n_pitches and 0 <= note.start < n_steps:
-            roll[note.start, note.pitch] = True
-    return roll
+        by_pitch.setdefault(note.pitch, []).append(note)
+    line = voice_to_notes(pitch, onset)
+    return [Note(n.pitch, n.start, n.end, _velocity_at(by_pitch[n.pitch], n)) for n in line]
 
 
-def transpose(notes: Sequence[Note], semitones: int) -> list[Note]:
-    return [Note(n.pitch + semitones, n.start, n.end, n.velocity) for n in notes]
+def _velocity_at(same_pitch: list[Note], top: Note) -> int:
+    """The velocity of the source note (of the same pitch) that this top-line note came from."""
+    covering = [n for n in same_pitch if n.start <= top.start < n.end]
+    # The note struck at this very step if there is one, else the latest one still held.
+    return max(covering, key=lambda n: (n.start == top.start, n.start, n.velocity)).velocity

@@ -29,6 +29,7 @@ SOUNDFONT_CANDIDATES = (
     Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),
 )
 SOUNDFONT_ENV = "DEEPKEYS_SOUNDFONT"
+GAIN = 0.5  # FluidSynth's master gain: four parts at full velocity stay (mostly) unclipped
 
 
 def default_soundfont() -> Path:

@@ -61,7 +61,7 @@ def write_midi(path: Path, notes: list[tuple[int, float, float]], bpm: float = 1
 def soundfont() -> Path:
     """The GM SoundFont; `make test` installs it, so its absence is a failure, not a skip."""
     from deepkeys.device.errors import UserError
-    from deepkeys.device.generation.render import default_soundfont
+    from deepkeys.device.soundfont import default_soundfont
 
     try:
         return default_soundfont()

@@ -11,7 +11,7 @@ import pytest
 from deepkeys.device.config import (
     DEFAULT_PATH,
     Config,
-    Publish,
+    PublishConfig,
     config_path,
     effective_config_text,
     load_config,
@@ -169,7 +169,7 @@ def test_models_can_be_set(tmp_path):
 
 
 def test_publish_argv_fills_placeholders():
-    publish = Publish(("scp", "{mid}", "{json}", "host:{x}/"))
+    publish = PublishConfig(("scp", "{mid}", "{json}", "host:{x}/"))
     assert publish.argv(Path("/s/a.mid"), "/s/a.json") == ["scp", "/s/a.mid", "/s/a.json",
                                                            "host:{x}/"]
 

@@ -15,15 +15,13 @@ from pathlib import Path
 import mido
 import pytest
 
-from deepkeys.device.encoding import Composition, Note, Track
+from deepkeys.device.encoding import Composition, Melody, Note, Track
 from deepkeys.device.errors import UserError
 from deepkeys.device.generation.midifile import (
-    DRUM_CHANNEL,
-    Melody,
-    composition_events,
     read_melody,
     write_composition,
 )
+from deepkeys.device.gm import DRUM_CHANNEL
 
 MELODY_DIR = Path(__file__).resolve().parent.parent / "device" / "melodies"
 
@@ -231,30 +229,6 @@ def test_swing_moves_offbeat_eighths(tmp_path: Path) -> None:
     # The off-beat 8th moves from half the beat (240) to two thirds of it (320): +80 ticks.
     # Step 9 (a 16th after the downbeat) is stretched in proportion: 1/4 beat -> 1/3 beat.
     assert ticks[2 / 3] == [0, 320, 480, 800, 960 + 160]
-    # Straight beats stay put, so the seconds agree with the ticks at 120 bpm.
-    comp = Composition([Track("melody", 0, notes)], 16, 120.0, swing=2 / 3)
-    onsets = [t for t, m in composition_events(comp) if m.type == "note_on"]
-    assert onsets == pytest.approx([0.0, 1 / 3, 0.5, 0.5 + 1 / 3, 1.0 + 1 / 6])
-
-
-def test_events_release_before_reattack() -> None:
-    comp = Composition([Track("melody", 5, [Note(60, 0, 4), Note(60, 4, 8)])], 16, 60.0)
-    events = [(t, m.type, getattr(m, "note", None)) for t, m in composition_events(comp)]
-    assert events == [
-        (0.0, "program_change", None),
-        (0.0, "note_on", 60),
-        (1.0, "note_off", 60),
-        (1.0, "note_on", 60),
-        (2.0, "note_off", 60),
-    ]
-    times = [t for t, _ in composition_events(sample_composition())]
-    assert times == sorted(times)
-
-
-def test_events_clamp_velocity_and_skip_empty_notes() -> None:
-    comp = Composition([Track("m", 0, [Note(60, 0, 4, 0), Note(62, 4, 4), Note(64, 4, 8, 300)])], 16, 120.0)
-    ons = [m for _, m in composition_events(comp) if m.type == "note_on"]
-    assert [(m.note, m.velocity) for m in ons] == [(60, 1), (64, 127)]
 
 
 def test_failed_write_leaves_old_file_and_no_temporary(tmp_path: Path, monkeypatch) -> None:

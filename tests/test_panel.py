@@ -24,6 +24,8 @@ class Rig:
     """A panel with no thread; ``run_to(ms)`` polls every millisecond up to ``ms``."""
 
     def __init__(self, **kwargs) -> None:
+        # Timings of its own, so the timelines below do not move with the config's defaults.
+        kwargs = {"long_press_ms": 800, "repeat_ms": 120} | kwargs
         self.factory = MockFactory()
         self.now_ms = 0
         self.events: queue.Queue = queue.Queue()

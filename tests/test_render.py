@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepkeys.device.generation import render
+from deepkeys.device import soundfont
 from deepkeys.device.encoding import Composition, Note, Track
 from deepkeys.device.errors import UserError
+from deepkeys.device.generation import render
 
 pytest.importorskip("fluidsynth", reason="pyfluidsynth (and libfluidsynth3) not installed")
 
@@ -99,22 +100,22 @@ def test_drums_and_several_tracks_sound(tmp_path: Path, soundfont: Path) -> None
 def test_default_soundfont_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     font = tmp_path / "mine.sf2"
     font.write_bytes(b"RIFF")
-    monkeypatch.setenv(render.SOUNDFONT_ENV, str(font))
-    assert render.default_soundfont() == font
+    monkeypatch.setenv(soundfont.SOUNDFONT_ENV, str(font))
+    assert soundfont.default_soundfont() == font
 
-    monkeypatch.setenv(render.SOUNDFONT_ENV, str(tmp_path / "gone.sf2"))
+    monkeypatch.setenv(soundfont.SOUNDFONT_ENV, str(tmp_path / "gone.sf2"))
     with pytest.raises(UserError, match="gone.sf2"):
-        render.default_soundfont()
+        soundfont.default_soundfont()
 
-    monkeypatch.delenv(render.SOUNDFONT_ENV)
+    monkeypatch.delenv(soundfont.SOUNDFONT_ENV)
     second = tmp_path / "second.sf2"
     second.write_bytes(b"RIFF")
-    monkeypatch.setattr(render, "SOUNDFONT_CANDIDATES", (tmp_path / "first.sf2", second))
-    assert render.default_soundfont() == second
+    monkeypatch.setattr(soundfont, "SOUNDFONT_CANDIDATES", (tmp_path / "first.sf2", second))
+    assert soundfont.default_soundfont() == second
 
-    monkeypatch.setattr(render, "SOUNDFONT_CANDIDATES", (tmp_path / "first.sf2",))
+    monkeypatch.setattr(soundfont, "SOUNDFONT_CANDIDATES", (tmp_path / "first.sf2",))
     with pytest.raises(UserError) as info:
-        render.default_soundfont()
+        soundfont.default_soundfont()
     assert str(info.value) == "no General MIDI SoundFont found; install timgm6mb-soundfont"
 
 
@@ -141,7 +142,7 @@ def test_failed_render_leaves_old_file(tmp_path: Path, soundfont: Path, monkeypa
     comp = Composition([Track("melody", 0, [Note(60, 0, 16)])], 64, 120.0)
     calls = 0
 
-    def failing_play(synth, sfid, msg):  # noqa: ANN001, ANN202
+    def failing_play(synth, sfid, *event):  # noqa: ANN001, ANN202
         nonlocal calls
         calls += 1
         if calls == 3:  # after the first note has been rendered for a while

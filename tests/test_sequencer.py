@@ -7,10 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepkeys.device.generation import render
-from deepkeys.device.encoding import Composition, Note, Track
-from deepkeys.device.errors import UserError
-from deepkeys.device.appliance.sequencer import CLICK_ACCENT, CLICK_BEAT, Pattern, Sequencer
 from deepkeys.device.adapters.synth import (
     ALL_NOTES_OFF,
     CLICK_CHANNEL,
@@ -20,6 +16,10 @@ from deepkeys.device.adapters.synth import (
     NOTE_ON,
     PROGRAM,
 )
+from deepkeys.device.appliance.sequencer import CLICK_ACCENT, CLICK_BEAT, Pattern, Sequencer
+from deepkeys.device.encoding import Composition, Note, Track
+from deepkeys.device.errors import UserError
+from deepkeys.device.soundfont import default_soundfont
 
 RATE = 48000
 BEAT = 24000  # samples per beat at 120 bpm
@@ -128,7 +128,7 @@ def test_stop_silences_the_synth(tmp_path: Path) -> None:
     from deepkeys.device.adapters.synth import Synth
 
     try:
-        synth = Synth(render.default_soundfont(), reverb=False)
+        synth = Synth(default_soundfont(), reverb=False)
     except UserError:
         pytest.skip("no General MIDI SoundFont installed")
     seq = Sequencer(RATE, 120.0)

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from deepkeys.device import events
-
-from deepkeys.device.generation import render
 from deepkeys.device.errors import UserError
+from deepkeys.device.soundfont import SOUNDFONT_ENV
 
 pytest.importorskip("fluidsynth", reason="pyfluidsynth (and libfluidsynth3) not installed")
 
@@ -199,7 +198,7 @@ def test_missing_soundfont_is_a_user_error(tmp_path: Path, monkeypatch: pytest.M
     not_sf2.write_bytes(b"not a soundfont at all")
     with pytest.raises(UserError, match="not a SoundFont"):
         Synth(not_sf2)
-    monkeypatch.setenv(render.SOUNDFONT_ENV, str(tmp_path / "gone.sf2"))
+    monkeypatch.setenv(SOUNDFONT_ENV, str(tmp_path / "gone.sf2"))
     with pytest.raises(UserError, match="DEEPKEYS_SOUNDFONT"):
         Synth()
 

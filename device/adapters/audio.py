@@ -31,12 +31,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepkeys.device.errors import UserError
 from deepkeys.device.adapters.synth import BlockEvent, LiveEvent, Synth
+from deepkeys.device.errors import UserError
+
+if TYPE_CHECKING:
+    from deepkeys.device.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,16 @@ REOPEN_AFTER = 8  # consecutive write errors before the PCM is reopened
 # Measured here with a busy Python thread: 5 ms gave 263 underruns in 6 s and a p99
 # key-to-audio of 12.8 ms; 0.5 ms gave none and 3.2 ms.
 SWITCH_INTERVAL_S = 0.0005
+
+
+def never_blocks(device: str) -> bool:
+    """ALSA PCMs that take samples as fast as they come: ``null``, and the ``file`` plugin
+    (which writes onto null). Played unpaced they would spin a core and run ahead of time.
+
+    >>> never_blocks("null"), never_blocks("file:FILE=/tmp/x.wav,FORMAT=wav"), never_blocks("hw:0")
+    (True, True, False)
+    """
+    return device == "null" or device.startswith("file:") or "null" in device.split(",")[-1]
 
 
 @dataclass(slots=True)
@@ -142,6 +155,16 @@ class AudioOutput:
         self._pace_t0: float | None = None
         self._pace_written = 0.0
         self._poller: Any = None  # select.poll over the PCM's descriptors
+
+    @classmethod
+    def from_config(cls, cfg: Config, synth: Synth, sequencer: Any | None = None,
+                    device: str | None = None, **options: Any) -> AudioOutput:
+        """The configured device (or ``device``), its period and periods; paced where it
+        :func:`never_blocks`. ``options`` go to the constructor (hooks, realtime...)."""
+        a = cfg.audio
+        device = device or a.device
+        return cls(synth, sequencer, device=device, periodsize=a.period, periods=a.periods,
+                   pace=never_blocks(device), **options)
 
     # ---------------------------------------------------------------- control
     def start(self) -> AudioOutput:

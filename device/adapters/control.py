@@ -34,12 +34,15 @@ import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepkeys.device.errors import UserError
 from deepkeys.device.log import kv
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from deepkeys.device.config import Config
 
 DEFAULT_PATH = "/run/deepkeys/control.sock"
 MAX_LINE = 64 * 1024
@@ -148,6 +151,11 @@ class ControlServer:
         raise UserError(f"another deepkeys daemon is running (it answers at {self.path})")
 
     # --- lifetime
+    @classmethod
+    def from_config(cls, cfg: Config, handler: Handler, **options: Any) -> ControlServer:
+        """Serve ``handler`` on the configured socket; ``options`` go to the constructor."""
+        return cls(cfg.paths.socket, handler, **options)
+
     def __enter__(self) -> ControlServer:
         return self
 

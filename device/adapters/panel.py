@@ -29,6 +29,7 @@ stable levels into events:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -41,16 +42,18 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from deepkeys.device.errors import UserError
+from deepkeys.device.config import ButtonPins, Config, LedPins, PanelConfig
 from deepkeys.device.events import BUTTONS, Button
 from deepkeys.device.log import kv
 from deepkeys.device.worker import Worker
 
 log = logging.getLogger(__name__)
 
-#: DESIGN.md's defaults, BCM numbering. Buttons connect the pin to ground.
-BUTTON_PINS: dict[str, int] = {"genre": 5, "record": 6, "generate": 13, "play": 19,
-                               "tempo_down": 26, "tempo_up": 21}
-LED_PINS: dict[str, int] = {"rec": 17, "busy": 27, "play": 22}
+#: The config's defaults (DESIGN.md's), BCM numbering. Buttons connect the pin to ground.
+BUTTON_PINS: dict[str, int] = dataclasses.asdict(ButtonPins())
+LED_PINS: dict[str, int] = dataclasses.asdict(LedPins())
+LED_NAMES = tuple(LED_PINS)
+_DEFAULTS = PanelConfig()
 REPEAT_BUTTONS = ("tempo_down", "tempo_up")
 LED_MODES = ("on", "off", "blink")
 _EPS = 1e-6  # timing slack, so 100.042 - 100.022 counts as the 20 ms it is
@@ -106,8 +109,9 @@ class Panel(Worker):
                  genre_leds: Sequence[int] = (),
                  pin_factory: str | Any | None = None,
                  pull_up: bool = True,
-                 debounce_ms: float = 20, long_press_ms: float = 800,
-                 repeat_delay_ms: float = 400, repeat_ms: float = 120,
+                 debounce_ms: float = _DEFAULTS.debounce_ms,
+                 long_press_ms: float = _DEFAULTS.long_press_ms,
+                 repeat_delay_ms: float = 400, repeat_ms: float = _DEFAULTS.repeat_ms,
                  repeat_buttons: Sequence[str] = REPEAT_BUTTONS,
                  poll_ms: float = 5, thread: bool = True,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -167,6 +171,18 @@ class Panel(Worker):
         if thread:
             self._thread = threading.Thread(target=self._run, name="panel", daemon=True)
             self._thread.start()
+
+    @classmethod
+    def from_config(cls, cfg: Config, events: queue.Queue, *,
+                    pin_factory: str | Any | None = None, **options: Any) -> Panel:
+        """The configured pins, factory and timing. ``pin_factory`` (a name or a gpiozero
+        factory object) replaces the configured factory; ``options`` go to the constructor."""
+        p = cfg.panel
+        return cls(events, buttons=dataclasses.asdict(p.buttons), leds=dataclasses.asdict(p.leds),
+                   genre_leds=p.genre_leds,
+                   pin_factory=p.gpiozero_factory if pin_factory is None else pin_factory,
+                   debounce_ms=p.debounce_ms, long_press_ms=p.long_press_ms,
+                   repeat_ms=p.repeat_ms, **options)
 
     # --- lifetime: close() (``Worker``) stops the thread, then this turns the LEDs off
     # and releases every pin

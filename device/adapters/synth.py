@@ -29,30 +29,33 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepkeys.device import events as ev
 from deepkeys.device.errors import UserError
-from deepkeys.device.generation.midifile import DRUM_CHANNEL
-from deepkeys.device.generation.render import DRUM_BANK, GAIN, _check_soundfont, default_soundfont, import_fluidsynth
+from deepkeys.device.gm import (
+    ALL_NOTES_OFF,
+    ALL_SOUND_OFF,
+    BEND,
+    CHANNELS,
+    CONTROL,
+    DRUM_BANK,
+    DRUM_CHANNEL,
+    NOTE_OFF,
+    NOTE_ON,
+    PROGRAM,
+    SOSTENUTO,
+    SUSTAIN,
+)
+from deepkeys.device.soundfont import GAIN, import_fluidsynth, resolve_soundfont
+
+if TYPE_CHECKING:
+    from deepkeys.device.config import Config
 
 LIVE_CHANNEL = 0
 CLICK_CHANNEL = 15
-CHANNELS = 16
-
-# Status bytes without the channel, as in the MIDI wire format.
-NOTE_OFF = 0x80
-NOTE_ON = 0x90
-CONTROL = 0xB0
-PROGRAM = 0xC0
-BEND = 0xE0
-
-SUSTAIN = 64
-SOSTENUTO = 66
-ALL_SOUND_OFF = 120
-ALL_NOTES_OFF = 123
 
 MAX_LIVE_PER_BLOCK = 256  # a flood of MIDI must not make one block late
 
@@ -66,7 +69,7 @@ BlockEvent = tuple[int, int, int, int, int]
 class Synth:
     """A General MIDI synth that renders int16 stereo blocks on demand.
 
-    ``soundfont`` defaults to :func:`render.default_soundfont`; a missing or
+    ``soundfont`` is a path or "auto" (:func:`~deepkeys.device.soundfont.resolve_soundfont`); a missing or
     broken file raises :class:`UserError`. ``polyphony`` bounds the CPU cost on
     a Pi: FluidSynth steals the oldest voices beyond it.
 
@@ -85,8 +88,7 @@ class Synth:
         live_program: int = 0,
     ) -> None:
         fluidsynth = import_fluidsynth()
-        font = Path(soundfont) if soundfont is not None else default_soundfont()
-        _check_soundfont(font)
+        font = resolve_soundfont(soundfont)
 
         self.rate = rate
         self.soundfont = font
@@ -127,6 +129,13 @@ class Synth:
         self._buf = np.zeros((0, 2), dtype=np.int16)
         self._addr = 0
         self._ensure(1024)
+
+    @classmethod
+    def from_config(cls, cfg: Config, **options: Any) -> Synth:
+        """The configured SoundFont, rate, gain and live instrument; ``options`` (polyphony,
+        reverb...) go to the constructor."""
+        return cls(cfg.audio.soundfont, rate=cfg.audio.rate, gain=cfg.synth.gain,
+                   live_program=cfg.synth.live_program, **options)
 
     # ---------------------------------------------------------------- MIDI side
     def send(self, status: int, channel: int, data1: int = 0, data2: int = 0,

@@ -37,13 +37,13 @@ from collections import Counter, deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from deepkeys.device.adapters import notify
 from deepkeys.device.atomic import atomic_write_bytes
 from deepkeys.device.config import Config
 from deepkeys.device.adapters.control import ControlServer, event_dict
-from deepkeys.device.encoding import Composition, Track
+from deepkeys.device.encoding import STEPS_PER_BAR, STEPS_PER_BEAT, Composition, Track
 from deepkeys.device.errors import UserError, one_line
 from deepkeys.device.events import (
     BUTTONS,
@@ -54,7 +54,18 @@ from deepkeys.device.events import (
     Tick,
 )
 from deepkeys.device.log import kv
+from deepkeys.device.appliance.keypath import KeyPath
 from deepkeys.device.generation.library import genres_in
+
+if TYPE_CHECKING:
+    from deepkeys.device.adapters.audio import AudioOutput, BlockInfo
+    from deepkeys.device.adapters.midi import MidiInput
+    from deepkeys.device.adapters.panel import Panel
+    from deepkeys.device.adapters.synth import Synth
+    from deepkeys.device.appliance.sequencer import Sequencer
+    from deepkeys.device.appliance.state import Appliance
+    from deepkeys.device.appliance.take import Take
+    from deepkeys.device.generation.generator import Generator
 
 log = logging.getLogger("deepkeys.daemon")
 
@@ -65,12 +76,20 @@ PUBLISH_TIMEOUT_S = 60.0
 LATENCY_WINDOW = 1024  # key-to-audio samples kept for the status
 BIG_ARGS = ("take", "composition")  # not sent to monitors
 RELOAD_TIMEOUT_S = 10.0
+T = TypeVar("T")
+
+
+def _started(part: T | None, name: str) -> T:
+    """``part``, which :meth:`Daemon.start` brought up; a bug if it is missing."""
+    if part is None:
+        raise RuntimeError(f"the daemon's {name} is not started")
+    return part
 
 
 class _Reload:
     """Main-loop event: swap in reloaded generators; ``applied`` is set once done."""
 
-    def __init__(self, generators: dict[str, Any]) -> None:
+    def __init__(self, generators: dict[str, Generator]) -> None:
         self.generators = generators
         self.applied = threading.Event()
 
@@ -82,14 +101,12 @@ class Daemon:
         self.cfg = cfg
         self.events: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
         self.counts: Counter[str] = Counter()
-        self.generators: dict[str, Any] = {}
-        self.synth: Any = None
-        self.seq: Any = None
-        self.audio: Any = None
-        self.midi: Any = None
-        self.panel: Any = None
+        self.generators: dict[str, Generator] = {}
+        self.keys = KeyPath(cfg, self.events, is_transport=self._is_transport,
+                            on_block=self._on_block)
+        self.panel: Panel | None = None
         self.control: ControlServer | None = None
-        self.box: Any = None
+        self.box: Appliance | None = None
         self.snapshot: dict[str, Any] = {"state": "starting"}
         self.started_t = time.monotonic()
         self._stop = threading.Event()
@@ -98,6 +115,39 @@ class Daemon:
         self._latency: deque[float] = deque(maxlen=LATENCY_WINDOW)  # appended by the audio thread
         self._generate_pool = concurrent.futures.ThreadPoolExecutor(1, "deepkeys-generate")
         self._save_pool = concurrent.futures.ThreadPoolExecutor(1, "deepkeys-save")
+
+    @property
+    def synth(self) -> Synth | None:
+        return self.keys.synth
+
+    @property
+    def seq(self) -> Sequencer | None:
+        return self.keys.seq
+
+    @property
+    def audio(self) -> AudioOutput | None:
+        return self.keys.audio
+
+    @property
+    def midi(self) -> MidiInput | None:
+        return self.keys.midi
+
+    # The parts that start() brought up; actions and the main loop only run after it.
+    @property
+    def _need_box(self) -> Appliance:
+        return _started(self.box, "state machine")
+
+    @property
+    def _need_panel(self) -> Panel:
+        return _started(self.panel, "panel")
+
+    @property
+    def _need_seq(self) -> Sequencer:
+        return _started(self.seq, "sequencer")
+
+    @property
+    def _need_synth(self) -> Synth:
+        return _started(self.synth, "synth")
 
     # ================================================================ lifetime
     def start(self) -> None:
@@ -115,9 +165,10 @@ class Daemon:
             self.stop()
             raise
         self._refresh_snapshot()
-        notify.ready(f"state={self.box.state} genre={self.box.genre or '-'}")
+        box = self._need_box
+        notify.ready(f"state={box.state} genre={box.genre or '-'}")
         log.info(kv(event="ready", genres=",".join(self.generators) or "none",
-                    genre=self.box.genre or "none", seed=self.box.next_seed))
+                    genre=box.genre or "none", seed=box.next_seed))
 
     def _remove_partials(self) -> None:
         """A save cut short (power cut, SIGKILL) leaves a hidden .part file, never a half
@@ -133,7 +184,8 @@ class Daemon:
         if not self.generators:
             log.warning(kv(event="no_models", folders=",".join(map(str, self.cfg.paths.models))))
 
-    def _scan_models(self, current: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    def _scan_models(self, current: dict[str, Generator]
+                     ) -> tuple[dict[str, Generator], dict[str, str]]:
         """Load every genre in the model folders; returns (genre -> generator, errors).
 
         A genre whose card and model are unchanged keeps its loaded generator. One
@@ -143,7 +195,7 @@ class Daemon:
         from deepkeys.device.generation.card import load_card
         from deepkeys.device.generation.generator import Generator
 
-        loaded: dict[str, Any] = {}
+        loaded: dict[str, Generator] = {}
         errors: dict[str, str] = {}
         for genre, card_file in genres_in(self.cfg.paths.models).items():
             old = current.get(genre)
@@ -157,7 +209,7 @@ class Daemon:
             except Exception as exc:  # a corrupt model must not keep the keys silent
                 errors[genre] = one_line(exc)
                 kept = old is not None
-                if kept:
+                if old is not None:
                     loaded[genre] = old
                 log.error(kv(event="model_skipped", genre=genre, card=card_file,
                              error=errors[genre], kept_previous=kept))
@@ -167,59 +219,22 @@ class Daemon:
         return loaded, errors
 
     def _start_audio(self) -> None:
-        from deepkeys.device.adapters.audio import AudioOutput
-        from deepkeys.device.appliance.sequencer import Sequencer
-        from deepkeys.device.adapters.synth import Synth
+        self.keys.start_audio()
 
-        a = self.cfg.audio
-        soundfont = None if a.soundfont == "auto" else a.soundfont
-        self.synth = Synth(soundfont, rate=a.rate, gain=self.cfg.synth.gain,
-                           live_program=self.cfg.synth.live_program)
-        self.seq = Sequencer(rate=a.rate, tempo_bpm=self.cfg.player.tempo_bpm)
-        # ALSA's null PCM never blocks, nor does the file plugin (it writes onto null):
-        # pace them like a sound card, or they spin a core and run faster than time.
-        pace = a.device == "null" or a.device.startswith("file:") or \
-            "null" in a.device.split(",")[-1]
-        self.audio = AudioOutput(self.synth, self.seq, device=a.device, periodsize=a.period,
-                                 periods=a.periods, pace=pace, on_block=self._on_block,
-                                 before_render=self._take_keys)
-        self.audio.start()
-
-    def _on_block(self, info: Any) -> None:
+    def _on_block(self, info: BlockInfo) -> None:
         """Audio thread: note how long each live event waited to be heard. Only appends."""
         if info.live:
-            buffered = self.audio.queued_s  # still to play before this block
+            buffered = self.audio.queued_s if self.audio is not None else 0.0
             for event in info.live:
                 self._latency.append(info.t_rendered - event[4] + buffered)
 
     def _start_midi(self) -> None:
-        from deepkeys.device.adapters.midi import MidiInput
-
-        m = self.cfg.midi
-        # The sim backend has no real ports: a virtual port there is only a name.
-        self.midi = MidiInput(self.events, backend=m.api, ports=m.input_ports,
-                              virtual_port=m.virtual_port_name, queue_limit=QUEUE_SIZE - 64,
-                              on_event=self._sound)
-
-    def _take_keys(self) -> None:
-        """Audio thread, before each render: the keys that have come since the reader looked."""
-        if self.midi is not None:
-            self.midi.drain_now()
-
-    def _sound(self, event: Any) -> None:
-        """MIDI reader thread: play a key, pedal or bend now (the synth only queues it)."""
-        if not self._is_transport(event):
-            self.synth.handle(event)
+        self.keys.start_midi()
 
     def _start_panel(self) -> None:
         from deepkeys.device.adapters.panel import Panel
 
-        p = self.cfg.panel
-        buttons = {name: getattr(p.buttons, name) for name in BUTTONS}
-        leds = {name: getattr(p.leds, name) for name in ("rec", "busy", "play")}
-        self.panel = Panel(self.events, buttons=buttons, leds=leds, genre_leds=p.genre_leds,
-                           pin_factory=p.gpiozero_factory, debounce_ms=p.debounce_ms,
-                           long_press_ms=p.long_press_ms, repeat_ms=p.repeat_ms)
+        self.panel = Panel.from_config(self.cfg, self.events)
 
     def _start_box(self) -> None:
         from deepkeys.device.appliance.state import Appliance
@@ -229,12 +244,13 @@ class Daemon:
         first_seed = self.cfg.player.first_seed
         if first_seed < 0:
             first_seed = int(time.time()) % 1_000_000
-        self.box = Appliance.from_config(self.cfg, list(self.generators), first_seed=first_seed)
-        for a in self.box.start():
+        box = self.box = Appliance.from_config(self.cfg, list(self.generators),
+                                               first_seed=first_seed)
+        for a in box.start():
             self._do(a)
 
     def _start_control(self) -> None:
-        self.control = ControlServer(self.cfg.paths.socket, {
+        self.control = ControlServer.from_config(self.cfg, {
             "status": lambda request: self.snapshot,
             "press": self._press,
             "reload": self._reload,
@@ -248,22 +264,14 @@ class Daemon:
         self._stop.set()
         notify.stopping()
         log.info(kv(event="stopping"))
-        for name in ("control", "panel", "midi"):
-            part = getattr(self, name)
+        for name, part in (("control", self.control), ("panel", self.panel)):
             if part is not None:
                 self._quietly(part.close, name)
-        if self.seq is not None:
-            self.seq.stop()
-        if self.synth is not None:
-            self.synth.all_notes_off()
-        if self.audio is not None:
-            if self.audio.running:  # let the release reach the speaker
-                self.audio.wait_periods(self.audio.periods_written + 4, timeout=0.5)
-            self._quietly(self.audio.stop, "audio")
+        self._quietly(self.keys.close_input, "midi")
+        self.keys.silence()
+        self._quietly(self.keys.close_output, "audio")
         self._generate_pool.shutdown(wait=False, cancel_futures=True)
         self._save_pool.shutdown(wait=True)  # a composition being written is finished
-        if self.synth is not None:
-            self._quietly(self.synth.close, "synth")
         log.info(kv(event="stopped", **{k: v for k, v in sorted(self.counts.items())}))
 
     def request_stop(self) -> None:
@@ -312,7 +320,7 @@ class Daemon:
             self.counts["events"] += 1
             self._publish(event_dict(event))
         try:
-            actions = self.box.handle(event)
+            actions = self._need_box.handle(event)
         except Exception:
             self.counts["state_errors"] += 1
             log.exception(kv(event="state_machine_failed", input=type(event).__name__))
@@ -344,48 +352,48 @@ class Daemon:
         log.info(message)
 
     def do_set_led(self, led: str, state: str) -> None:
-        self.panel.set_led(led, state)
+        self._need_panel.set_led(led, state)
 
     def do_show_genre(self, genre: str, index: int | None) -> None:
-        self.panel.set_genre(index)
+        self._need_panel.set_genre(index)
 
     def do_set_tempo(self, bpm: float) -> None:
-        self.seq.set_tempo(bpm)
+        self._need_seq.set_tempo(bpm)
 
     def do_start_metronome(self, bpm: float, t0: float, count_in_bars: int,
                            through_recording: bool) -> None:
-        self.seq.set_tempo(bpm)
-        self.seq.metronome = through_recording
-        self.seq.count_in(count_in_bars)
+        self._need_seq.set_tempo(bpm)
+        self._need_seq.metronome = through_recording
+        self._need_seq.count_in(count_in_bars)
 
     def do_stop_metronome(self) -> None:
-        self.seq.metronome = False
-        self.seq.stop()
+        self._need_seq.metronome = False
+        self._need_seq.stop()
 
     def do_start_playback(self, composition: Composition, bpm: float) -> None:
-        self.seq.set_tempo(bpm)
-        self.seq.play(composition)
+        self._need_seq.set_tempo(bpm)
+        self._need_seq.play(composition)
 
     def do_queue_switch(self, composition: Composition) -> None:
-        self.seq.queue(composition)
+        self._need_seq.queue(composition)
 
     def do_stop_playback(self) -> None:
-        self.seq.stop()
+        self._need_seq.stop()
         # STOP is also the panic button: a note whose note-off was lost (a keyboard
         # unplugged mid-note) is released too, the keys' channel included.
-        self.synth.all_notes_off()
+        self._need_synth.all_notes_off()
 
-    def do_start_generation(self, genre: str, seed: int, take: Any, bpm: float) -> None:
+    def do_start_generation(self, genre: str, seed: int, take: Take, bpm: float) -> None:
         self._generate_pool.submit(self._generate, genre, seed, take, bpm)
 
-    def do_save_take(self, take: Any) -> None:
+    def do_save_take(self, take: Take) -> None:
         self._save_pool.submit(self._save_take, take)
 
     def do_save_composition(self, composition: Composition, genre: str, seed: int) -> None:
         self._save_pool.submit(self._save_composition, composition, genre, seed)
 
     # ================================================================ the workers
-    def _generate(self, genre: str, seed: int, take: Any, bpm: float) -> None:
+    def _generate(self, genre: str, seed: int, take: Take, bpm: float) -> None:
         """Generation worker: compose, then post GenerationDone (never raises)."""
         from deepkeys.device.generation.arrange import compose
 
@@ -415,16 +423,28 @@ class Daemon:
         now = datetime.now(timezone.utc)
         return now.strftime("%Y%m%d-%H%M%S-") + f"{now.microsecond // 1000:03d}"
 
-    def _save_take(self, take: Any) -> None:
-        """Save worker: the take as a one-track MIDI file plus a sidecar, in takes/."""
-        from deepkeys.device.generation.midifile import write_composition
+    def _save_take(self, take: Take) -> None:
+        """Save worker: the take as a one-track MIDI file plus a sidecar, in takes/.
 
-        comp = Composition([Track("melody", 0, list(take.notes))], take.n_steps, take.tempo_bpm)
-        meta = {"kind": "take", "tempo": take.tempo_bpm, "bars": take.n_steps // 16,
+        With rhythm assist the file holds the notes on the grid, as the model read them;
+        without it, the notes as they were played.
+        """
+        from deepkeys.device.generation.midifile import write_timeline
+        from deepkeys.device.timeline import track_events
+
+        if take.rhythm_assist:
+            grid = Composition([Track("melody", 0, list(take.notes))], take.n_steps,
+                               take.tempo_bpm)
+            events = track_events(grid, 0)
+        else:
+            events = take.performance_events()
+        meta = {"kind": "take", "tempo": take.tempo_bpm, "bars": take.n_steps // STEPS_PER_BAR,
                 "notes": len(take.notes), "rhythm_assist": take.rhythm_assist,
                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        length = take.n_steps / STEPS_PER_BEAT
         self._write_pair(self.cfg.paths.state_dir / "takes", f"take-{self._stamp()}",
-                         lambda path: write_composition(comp, path), meta)
+                         lambda path: write_timeline([("melody", events)], take.tempo_bpm,
+                                                     length, path), meta)
 
     def _save_composition(self, comp: Composition, genre: str, seed: int) -> None:
         """Save worker: .mid + .json in compositions/, then the publish command."""
@@ -433,7 +453,7 @@ class Daemon:
         generator = self.generators.get(genre)
         meta = {"kind": "composition", "genre": genre, "seed": seed, "groove": comp.groove,
                 "tempo": comp.tempo_bpm,
-                "bars": comp.n_steps // 16, "tracks": [t.name for t in comp.tracks],
+                "bars": comp.n_steps // STEPS_PER_BAR, "tracks": [t.name for t in comp.tracks],
                 "model_sha256": generator.card.sha256 if generator else None,
                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         paths = self._write_pair(self.cfg.paths.state_dir / "compositions",
@@ -503,7 +523,7 @@ class Daemon:
         """Main loop: the new generators, and the GENRE button's new list."""
         self.generators = swap.generators
         try:
-            for a in self.box.set_genres(list(swap.generators)):
+            for a in self._need_box.set_genres(list(swap.generators)):
                 self._do(a)
         finally:
             swap.applied.set()
@@ -539,11 +559,10 @@ class Daemon:
                              "realtime": s.realtime, "render_ms_mean": round(s.render_ms_mean, 3),
                              "render_ms_p99": round(s.render_ms_p99, 3),
                              "render_ms_max": round(s.render_ms_max, 3)}
-        if self.seq is not None:
-            snap["sequencer"] = {"state": self.seq.state, "tempo": self.seq.tempo,
-                                 "loops": self.seq.loops}
-        if self.synth is not None:
-            snap["voices"] = self.synth.active_voices()
+        if (seq := self.seq) is not None:
+            snap["sequencer"] = {"state": seq.state, "tempo": seq.tempo, "loops": seq.loops}
+        if (synth := self.synth) is not None:
+            snap["voices"] = synth.active_voices()
         try:
             samples = sorted(list(self._latency))  # the audio thread appends meanwhile
         except RuntimeError:

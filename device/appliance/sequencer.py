@@ -6,8 +6,8 @@ the block where the new tempo starts. Each block the audio thread asks
 :meth:`Sequencer.events_for_block` for the events that fall inside it, with their
 sample offsets, and hands them to :meth:`Synth.render`.
 
-Grid steps become beats through :func:`midifile.composition_events` (so swing,
-event order and drum channels are exactly those of the MIDI file).
+Grid steps become beats through :func:`~deepkeys.device.timeline.composition_events`
+(so swing, event order and drum channels are exactly those of the MIDI file).
 
 >>> from deepkeys.device.encoding import Note, Track
 >>> seq = Sequencer(rate=48000, tempo_bpm=120.0)    # 24,000 samples a beat
@@ -33,28 +33,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from deepkeys.device.adapters.synth import CLICK_CHANNEL, LIVE_CHANNEL, BlockEvent
 from deepkeys.device.encoding import BEATS_PER_BAR, STEPS_PER_BAR, STEPS_PER_BEAT, Composition
-from deepkeys.device.generation.midifile import DRUM_CHANNEL, composition_events, track_channel
-from deepkeys.device.adapters.synth import (
+from deepkeys.device.gm import (
     ALL_NOTES_OFF,
     CHANNELS,
-    CLICK_CHANNEL,
     CONTROL,
-    LIVE_CHANNEL,
-    NOTE_OFF,
+    DRUM_CHANNEL,
     NOTE_ON,
     PROGRAM,
     SUSTAIN,
-    BlockEvent,
 )
+from deepkeys.device.timeline import composition_events, track_channel
 
 # The metronome: high wood block on beat 1, low wood block on the others (GM percussion).
 CLICK_ACCENT = (76, 127)
 CLICK_BEAT = (77, 90)
 
 STOPPED, COUNT_IN, PLAYING = "stopped", "count_in", "playing"
-
-_STATUS = {"note_on": NOTE_ON, "note_off": NOTE_OFF, "program_change": PROGRAM}
 
 
 @dataclass(frozen=True)
@@ -79,19 +75,16 @@ class Pattern:
             raise ValueError("a composition to loop needs at least one step")
         length = comp.n_steps / STEPS_PER_BEAT  # swing never moves a whole beat
         remap = _channel_map(comp, avoid)
-        beats_per_second = comp.tempo_bpm / 60.0
         out: list[tuple[float, int, int, int, int]] = []
-        for seconds, msg in composition_events(comp):
-            beat = round(seconds * beats_per_second, 9)  # back from seconds: undo float noise
-            status = _STATUS[msg.type]
-            channel = remap.get(msg.channel, msg.channel)
+        for beat, status, channel, data1, data2 in composition_events(comp):
+            channel = remap.get(channel, channel)
             if status == PROGRAM:
-                out.append((beat, status, channel, msg.program, 0))
+                out.append((beat, status, channel, data1, 0))
             elif status == NOTE_ON:
                 if beat < length:
-                    out.append((beat, status, channel, msg.note, msg.velocity))
+                    out.append((beat, status, channel, data1, data2))
             else:
-                out.append((min(beat, length), status, channel, msg.note, 0))
+                out.append((min(beat, length), status, channel, data1, 0))
         out.sort(key=lambda e: e[0])  # stable: the MIDI order at equal beats survives
         channels = tuple(sorted({e[2] for e in out}))
         return cls(tuple(out), length, comp.swing, channels)

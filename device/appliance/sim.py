@@ -31,7 +31,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from deepkeys.device.config import Config, Paths
+from deepkeys.device.config import Config, PathsConfig
 from deepkeys.device.appliance.daemon import Daemon
 from deepkeys.device.generation.library import genres_in
 from deepkeys.device.events import Button
@@ -236,9 +236,9 @@ def sim_dir() -> Path:
 def sim_config(cfg: Config, wav: str | os.PathLike[str] | None = None) -> Config:
     """``cfg`` made to run on a desktop: sim MIDI, mock pins, one genre LED per genre,
     and, where the paths are the Pi's defaults, a state folder of the user's own."""
-    if cfg.paths == Paths():
+    if cfg.paths == PathsConfig():
         folder = sim_dir()
-        cfg = dataclasses.replace(cfg, paths=Paths(state_dir=folder,
+        cfg = dataclasses.replace(cfg, paths=PathsConfig(state_dir=folder,
                                                    socket=folder / "control.sock"))
     panel = cfg.panel
     if not panel.genre_leds:  # mock pins cost nothing: show the genre on LEDs too

@@ -64,7 +64,7 @@ from deepkeys.device.events import (
     Tick,
     action,
 )
-from deepkeys.device.appliance.take import Recorder, Take
+from deepkeys.device.appliance.take import TakeRecorder, Take
 
 IDLE = "idle"
 COUNT_IN = "count_in"
@@ -102,7 +102,7 @@ class Appliance:
 
         self.take: Take | None = None  # the last take that had notes
         self.composition: Composition | None = None  # the last finished generation
-        self.recorder: Recorder | None = None  # during count_in and recording
+        self.recorder: TakeRecorder | None = None  # during count_in and recording
         self.generating: tuple[str, int] | None = None  # (genre, seed) in flight
         self.autoplay = False  # play the generation when it arrives (STOP clears it)
         self._mode = IDLE  # idle | count_in | recording | playing; `state` adds generating
@@ -228,7 +228,7 @@ class Appliance:
         if self._mode == RECORDING:
             return self._finish_take(t)
         actions = self._stop_loop() if self._mode == PLAYING else []
-        self.recorder = Recorder(self.tempo_bpm, t, self.count_in_bars, self.max_bars,
+        self.recorder = TakeRecorder(self.tempo_bpm, t, self.count_in_bars, self.max_bars,
                                  self.rhythm_assist)
         if self.count_in_bars:
             self._mode = COUNT_IN

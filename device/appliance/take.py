@@ -3,14 +3,14 @@
 No I/O and no threads: the caller hands in ``time.monotonic()`` times. A recorder
 is made when RECORD is pressed; it knows the count-in, when recording starts,
 which bar a moment falls in and when ``max_bars`` are full. It collects note-ons
-and note-offs and, at :meth:`Recorder.stop`, turns them into a :class:`Take`,
-which is a :class:`~deepkeys.device.generation.midifile.Melody` on the 16th grid.
+and note-offs and, at :meth:`TakeRecorder.stop`, turns them into a :class:`Take`,
+which is a :class:`~deepkeys.device.encoding.Melody` on the 16th grid.
 
 At 100 BPM a beat is 0.6 s, a 16th 0.15 s and a bar 2.4 s:
 
->>> rec = Recorder(tempo_bpm=100, start_t=0.0, count_in_bars=1, max_bars=8)
->>> [round(c.t, 3) for c in rec.clicks()], rec.record_t, round(rec.end_t, 3)
-([0.0, 0.6, 1.2, 1.8], 2.4, 21.6)
+>>> rec = TakeRecorder(tempo_bpm=100, start_t=0.0, count_in_bars=1, max_bars=8)
+>>> rec.record_t, round(rec.end_t, 3)
+(2.4, 21.6)
 >>> rec.note_on(60, 90, 2.43); rec.note_off(60, 2.68)   # a little late, a little short
 >>> take = rec.stop(4.0)
 >>> take.notes, take.n_steps
@@ -22,22 +22,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from deepkeys.device.encoding import BEATS_PER_BAR, STEPS_PER_BAR, STEPS_PER_BEAT, Note
+from deepkeys.device.encoding import (
+    BEATS_PER_BAR,
+    STEPS_PER_BAR,
+    STEPS_PER_BEAT,
+    Melody,
+    Note,
+    top_line,  # the same reduction to one line that files get
+)
 from deepkeys.device.events import NoteOff, NoteOn
-from deepkeys.device.generation.midifile import Melody
-from deepkeys.device.generation.midifile import _top_line as top_line  # the same reduction to one line that files get
+from deepkeys.device.gm import NOTE_OFF, NOTE_ON, PROGRAM
+from deepkeys.device.timeline import TimedEvent
 
 _TIE = 1e-9  # a time exactly halfway between two steps goes to the later one, despite float error
-
-
-@dataclass(frozen=True, slots=True)
-class Click:
-    """One metronome click: its time, its beat within the bar (0 = the downbeat), and whether
-    it is accented (beat 0)."""
-
-    t: float
-    beat: int
-    accent: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +53,8 @@ class Take(Melody):
 
     ``notes`` are always on the 16th grid, because that is what a model reads.
     ``raw`` keeps the performance's own times (seconds from bar 0); when
-    ``rhythm_assist`` was off, save the take with those rather than the grid.
+    ``rhythm_assist`` was off, the take is saved with those rather than the grid
+    (:meth:`performance_events`).
     ``dropped`` counts notes outside the recorded bars (begun in the count-in or
     after the end), ``orphan_offs`` note-offs that had no note-on.
     """
@@ -66,8 +64,26 @@ class Take(Melody):
     dropped: int = 0
     orphan_offs: int = 0
 
+    def performance_events(self, channel: int = 0, program: int = 0) -> list[TimedEvent]:
+        """The take as it was played, in beats: what a file of it holds without rhythm assist.
 
-class Recorder:
+        >>> take = Take([Note(60, 0, 2)], 16, 120.0, "take", raw=[RawNote(60, 0.02, 0.27, 90)])
+        >>> [(round(beat, 2), hex(status)) for beat, status, *_ in take.performance_events()]
+        [(0.0, '0xc0'), (0.04, '0x90'), (0.54, '0x80')]
+        """
+        beats_per_second = self.tempo_bpm / 60.0
+        length = self.n_steps / STEPS_PER_BEAT
+        events: list[TimedEvent] = [(0.0, PROGRAM, channel, program, 0)]
+        for note in self.raw:
+            on = min(max(note.on * beats_per_second, 0.0), length)
+            off = min(max(note.off * beats_per_second, on), length)
+            events.append((on, NOTE_ON, channel, note.pitch, note.velocity))
+            events.append((off, NOTE_OFF, channel, note.pitch, 0))
+        events.sort(key=lambda e: (e[0], e[1] == NOTE_ON))  # offs first at equal beats
+        return events
+
+
+class TakeRecorder:
     """One take, from the first count-in click to stop."""
 
     def __init__(self, tempo_bpm: float, start_t: float, count_in_bars: int = 1,
@@ -90,16 +106,10 @@ class Recorder:
         self._played: list[tuple[int, float, float, int]] = []  # (pitch, on, off, velocity)
 
     # --- the clock --------------------------------------------------------------------
-    def clicks(self) -> list[Click]:
-        """The count-in clicks: one per beat, the first of each bar accented."""
-        beats = self.count_in_bars * BEATS_PER_BAR
-        return [Click(self.start_t + i * self.beat_s, i % BEATS_PER_BAR, i % BEATS_PER_BAR == 0)
-                for i in range(beats)]
-
     def bar_at(self, t: float) -> int:
         """The bar at time ``t``: 0 is the first recorded bar, the count-in bars are negative.
 
-        >>> rec = Recorder(100, start_t=10.0)
+        >>> rec = TakeRecorder(100, start_t=10.0)
         >>> rec.bar_at(10.0), rec.bar_at(12.4), rec.bar_at(14.79), rec.bar_at(14.8)
         (-1, 0, 0, 1)
         """

@@ -1,22 +1,19 @@
 """MIDI files in and out: a melody is read from any MIDI file, a composition is written back.
 
 Reading turns whatever a user hands us (one track or many, any resolution, sloppy
-note-offs) into a clean monophonic melody on the 16th grid. Writing turns a
-:class:`~deepkeys.device.encoding.Composition` into a type-1 file, one track per
-part. :func:`composition_events` is the one place where grid steps become time,
-so the MIDI file and the rendered WAV always agree, swing included.
-
->>> from deepkeys.device.encoding import Composition, Note, Track
->>> comp = Composition([Track("melody", 0, [Note(69, 0, 4), Note(71, 6, 8)])], 16, 120.0)
->>> [(t, m.type, m.note) for t, m in composition_events(comp) if m.type != "program_change"]
-[(0.0, 'note_on', 69), (0.5, 'note_off', 69), (0.75, 'note_on', 71), (1.0, 'note_off', 71)]
+note-offs) into a clean monophonic :class:`~deepkeys.device.encoding.Melody` on
+the 16th grid. Writing turns a :class:`~deepkeys.device.encoding.Composition`
+into a type-1 file, one track per part, from the same
+:func:`~deepkeys.device.timeline.composition_events` that the renderer and the
+sequencer play, so the MIDI file and the WAV always agree, swing included.
+This is the only module of generation that speaks mido.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import mido
@@ -26,33 +23,16 @@ from deepkeys.device.encoding import (
     STEPS_PER_BAR,
     STEPS_PER_BEAT,
     Composition,
+    Melody,
     Note,
-    notes_to_voice,
     step_to_beats,
-    voice_to_notes,
+    top_line,
 )
 from deepkeys.device.errors import UserError
+from deepkeys.device.gm import DRUM_CHANNEL, NOTE_ON, PROGRAM
+from deepkeys.device.timeline import TimedEvent, track_events
 
-DRUM_CHANNEL = 9  # MIDI channel 10, counted from 0
 DEFAULT_TEMPO_BPM = 120.0
-
-# At equal times: release notes first (so a re-attack is heard as one), then set
-# programs, then start notes.
-_ORDER = {"note_off": 0, "program_change": 1, "note_on": 2}
-
-
-@dataclass
-class Melody:
-    """A monophonic melody on the 16th grid, as read from a file.
-
-    ``n_steps`` is a whole number of bars that holds every note; ``source`` is the
-    name of the file it came from.
-    """
-
-    notes: list[Note]
-    n_steps: int
-    tempo_bpm: float
-    source: str
 
 
 # --------------------------------------------------------------------------- reading
@@ -104,7 +84,7 @@ def read_melody(path: str | os.PathLike[str]) -> Melody:
     notes = [Note(n.pitch, n.start - shift, n.end - shift, n.velocity) for n in notes]
     n_steps = _whole_bars(max(n.end for n in notes))
     tempo = DEFAULT_TEMPO_BPM if tempo_bpm is None else round(tempo_bpm, 3)
-    return Melody(_top_line(notes, n_steps), n_steps, tempo, path.name)
+    return Melody(top_line(notes, n_steps), n_steps, tempo, path.name)
 
 
 def _load(path: Path) -> mido.MidiFile:
@@ -151,71 +131,7 @@ def _whole_bars(steps: int) -> int:
     return max(1, -(-steps // STEPS_PER_BAR)) * STEPS_PER_BAR
 
 
-def _top_line(notes: list[Note], n_steps: int) -> list[Note]:
-    """The highest sounding note at each step, re-attacks kept, velocities kept.
-
-    >>> _top_line([Note(60, 0, 8, 50), Note(67, 4, 6, 90), Note(67, 6, 8, 70)], 16)
-    [Note(pitch=60, start=0, end=4, velocity=50), Note(pitch=67, start=4, end=6, velocity=90), \
-Note(pitch=67, start=6, end=8, velocity=70)]
-    """
-    pitch, onset = notes_to_voice(notes, n_steps)
-    by_pitch: dict[int, list[Note]] = {}
-    for note in notes:
-        by_pitch.setdefault(note.pitch, []).append(note)
-    line = voice_to_notes(pitch, onset)
-    return [Note(n.pitch, n.start, n.end, _velocity_at(by_pitch[n.pitch], n)) for n in line]
-
-
-def _velocity_at(same_pitch: list[Note], top: Note) -> int:
-    """The velocity of the source note (of the same pitch) that this top-line note came from."""
-    covering = [n for n in same_pitch if n.start <= top.start < n.end]
-    # The note struck at this very step if there is one, else the latest one still held.
-    return max(covering, key=lambda n: (n.start == top.start, n.start, n.velocity)).velocity
-
-
 # --------------------------------------------------------------------------- writing
-
-
-def composition_events(comp: Composition) -> list[tuple[float, mido.Message]]:
-    """Every channel message of the composition, as ``(seconds, message)`` sorted by time.
-
-    Steps become time through :func:`step_to_beats`, so swing is applied here and
-    nowhere else. At equal times note-offs come before program changes and those
-    before note-ons.
-    """
-    events = [event for index in range(len(comp.tracks)) for event in track_events(comp, index)]
-    events.sort(key=lambda e: (e[0], _ORDER[e[1].type]))
-    return events
-
-
-def track_events(comp: Composition, index: int) -> list[tuple[float, mido.Message]]:
-    """The messages of one track of the composition, as ``(seconds, message)`` sorted by time.
-
-    Drum tracks play on channel 10 (9 from 0) and get no program change. Raises
-    ``ValueError`` for a note that MIDI cannot carry (pitch outside 0..127).
-    """
-    track = comp.tracks[index]
-    channel = track_channel(comp, index)
-    seconds_per_beat = 60.0 / comp.tempo_bpm
-    events: list[tuple[float, mido.Message]] = []
-    if not track.is_drum:
-        events.append((0.0, mido.Message("program_change", channel=channel, program=track.program)))
-    for note in track.notes:
-        if note.end <= note.start:
-            continue  # nothing to hear
-        velocity = min(max(int(note.velocity), 1), 127)  # 0 would turn the note-on into a note-off
-        on = step_to_beats(note.start, comp.swing) * seconds_per_beat
-        off = step_to_beats(note.end, comp.swing) * seconds_per_beat
-        events.append((on, mido.Message("note_on", channel=channel, note=note.pitch, velocity=velocity)))
-        events.append((off, mido.Message("note_off", channel=channel, note=note.pitch, velocity=0)))
-    events.sort(key=lambda e: (e[0], _ORDER[e[1].type]))
-    return events
-
-
-def track_channel(comp: Composition, index: int) -> int:
-    """The MIDI channel (from 0) a track plays on: drums always on 9."""
-    track = comp.tracks[index]
-    return DRUM_CHANNEL if track.is_drum else track.channel
 
 
 def write_composition(
@@ -226,28 +142,46 @@ def write_composition(
     Track 0 is the conductor (tempo, 4/4); then one track per part, in order, the
     melody first. The file lasts exactly ``comp.n_steps``.
     """
-    ticks_per_second = comp.tempo_bpm / 60.0 * ticks_per_beat
-    end_tick = round(step_to_beats(comp.n_steps, comp.swing) * ticks_per_beat)
+    parts = [(track.name, track_events(comp, i)) for i, track in enumerate(comp.tracks)]
+    write_timeline(parts, comp.tempo_bpm, step_to_beats(comp.n_steps, comp.swing), path,
+                   ticks_per_beat)
 
+
+def write_timeline(parts: Sequence[tuple[str, Sequence[TimedEvent]]], tempo_bpm: float,
+                   length_beats: float, path: str | os.PathLike[str],
+                   ticks_per_beat: int = 480) -> None:
+    """Write named tracks of timeline events as a type-1 MIDI file, atomically.
+
+    Track 0 is the conductor (tempo, 4/4); the file lasts ``length_beats``. Each
+    part's events must be sorted by beat, as :mod:`~deepkeys.device.timeline` gives them.
+    """
+    end_tick = round(length_beats * ticks_per_beat)
     conductor = mido.MidiTrack(
         [
             mido.MetaMessage("track_name", name="deepkeys", time=0),
-            mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(comp.tempo_bpm), time=0),
+            mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0),
             mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
             mido.MetaMessage("end_of_track", time=end_tick),
         ]
     )
     mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat, tracks=[conductor])
-    for index, part in enumerate(comp.tracks):
-        track = mido.MidiTrack([mido.MetaMessage("track_name", name=part.name, time=0)])
+    for name, events in parts:
+        track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
         last = 0
-        for seconds, msg in track_events(comp, index):
-            # Back from seconds to ticks: the same numbers the renderer plays, so no drift.
-            tick = round(seconds * ticks_per_second)
-            track.append(msg.copy(time=tick - last))
+        for beat, status, channel, data1, data2 in events:
+            tick = round(beat * ticks_per_beat)
+            track.append(_message(status, channel, data1, data2, tick - last))
             last = tick
         track.append(mido.MetaMessage("end_of_track", time=max(end_tick - last, 0)))
         mid.tracks.append(track)
 
     with atomic_open(path) as f:
         mid.save(file=f)
+
+
+def _message(status: int, channel: int, data1: int, data2: int, delta: int) -> mido.Message:
+    """A timeline event as the mido message a file holds, ``delta`` ticks after the last."""
+    if status == PROGRAM:
+        return mido.Message("program_change", channel=channel, program=data1, time=delta)
+    kind = "note_on" if status == NOTE_ON else "note_off"
+    return mido.Message(kind, channel=channel, note=data1, velocity=data2, time=delta)

@@ -46,7 +46,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mido
 
@@ -57,6 +57,9 @@ from deepkeys.device.errors import UserError
 from deepkeys.device.log import kv
 from deepkeys.device.events import ControlChange, NoteOff, NoteOn, PitchBend
 from deepkeys.device.worker import Worker
+
+if TYPE_CHECKING:
+    from deepkeys.device.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,14 @@ class MidiInput(Worker):
         if watch:
             self._thread = threading.Thread(target=self._watch, name="midi-watch", daemon=True)
             self._thread.start()
+
+    @classmethod
+    def from_config(cls, cfg: Config, events: queue.Queue, **options: Any) -> MidiInput:
+        """The configured backend, port filters and virtual port; ``options`` (``on_event``,
+        ``queue_limit``...) go to the constructor."""
+        m = cfg.midi
+        return cls(events, backend=m.api, ports=m.input_ports,
+                   virtual_port=m.virtual_port_name, **options)
 
     # --- lifetime: close() (``Worker``) stops the watcher, then this closes every port
     def _release(self) -> None:

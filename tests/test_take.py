@@ -2,50 +2,33 @@
 
 from __future__ import annotations
 
-
 import pytest
 
-from deepkeys.device.encoding import Note
+from deepkeys.device.appliance.take import RawNote, Take, TakeRecorder
+from deepkeys.device.encoding import Melody, Note
 from deepkeys.device.events import NoteOff, NoteOn
-from deepkeys.device.generation.midifile import Melody
-from deepkeys.device.appliance.take import Click, RawNote, Recorder, Take
 
 # 100 BPM: a beat is 0.6 s, a 16th step 0.15 s, a bar 2.4 s.
 BEAT, STEP, BAR = 0.6, 0.15, 2.4
 
 
-def rec_100(start: float = 0.0, **kw) -> Recorder:
-    return Recorder(tempo_bpm=100, start_t=start, **kw)
+def rec_100(start: float = 0.0, **kw) -> TakeRecorder:
+    return TakeRecorder(tempo_bpm=100, start_t=start, **kw)
 
 
-def at(step: float, rec: Recorder) -> float:
+def at(step: float, rec: TakeRecorder) -> float:
     """The time of (fractional) grid step ``step`` of the recorded bars."""
     return rec.record_t + step * STEP
 
 
-def play(rec: Recorder, pitch: int, on_step: float, off_step: float, velocity: int = 80) -> None:
+def play(rec: TakeRecorder, pitch: int, on_step: float, off_step: float, velocity: int = 80) -> None:
     rec.note_on(pitch, velocity, at(on_step, rec))
     rec.note_off(pitch, at(off_step, rec))
 
 
 # --------------------------------------------------------------------------- the clock
-def test_count_in_clicks_at_100_bpm():
-    clicks = rec_100().clicks()
-    assert [c.t for c in clicks] == pytest.approx([0.0, 0.6, 1.2, 1.8])
-    assert [(c.beat, c.accent) for c in clicks] == [(0, True), (1, False), (2, False), (3, False)]
-
-
-def test_count_in_clicks_follow_start_time_and_bars():
-    clicks = Recorder(120, start_t=5.0, count_in_bars=2).clicks()
-    assert len(clicks) == 8
-    assert [c.t for c in clicks] == pytest.approx([5.0 + 0.5 * i for i in range(8)])
-    assert [c.accent for c in clicks] == [True, False, False, False] * 2
-    assert clicks[4] == Click(pytest.approx(7.0), 0, True)
-
-
 def test_no_count_in_records_at_once():
     rec = rec_100(start=3.0, count_in_bars=0)
-    assert rec.clicks() == []
     assert rec.record_t == 3.0
     assert rec.phase(3.0) == "recording"
 
@@ -70,7 +53,7 @@ def test_bad_arguments():
     for kw in ({"tempo_bpm": 0}, {"count_in_bars": -1}, {"max_bars": 0}):
         args = {"tempo_bpm": 100, "start_t": 0.0} | kw
         with pytest.raises(ValueError):
-            Recorder(**args)
+            TakeRecorder(**args)
 
 
 # --------------------------------------------------------------------------- rhythm assist
@@ -261,6 +244,16 @@ def test_the_take_is_a_melody_with_its_raw_times():
     assert take.notes == [Note(60, 0, 2, 80)]
     # ...and the performance as played, in seconds from bar 0, for saving.
     assert take.raw == [RawNote(60, pytest.approx(0.045), pytest.approx(0.27), 80)]
+
+
+def test_without_rhythm_assist_the_take_keeps_its_own_timing():
+    rec = rec_100(rhythm_assist=False)
+    play(rec, 60, 0.3, 1.8, velocity=70)  # late and short of the grid
+    take = rec.stop(at(16, rec))
+    ons = [(beat, note, velocity) for beat, status, _, note, velocity in take.performance_events()
+           if status == 0x90]
+    assert ons == [(pytest.approx(0.3 / 4), 60, 70)]  # a 16th is a quarter of a beat
+    assert take.notes == [Note(60, 0, 2, 70)]  # the model still reads the grid
 
 
 def test_rhythm_assist_is_on_by_default():
