@@ -36,7 +36,7 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -60,7 +60,7 @@ def remove_partials(folder: str | os.PathLike[str]) -> list[Path]:
     return gone
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     # The rename itself is only durable once the directory entry is on disk.
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)

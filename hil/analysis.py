@@ -1,6 +1,6 @@
 """Listening to the recording: onsets, pitches and energy, in plain numpy.
 
-Everything takes a mono float array (``Recorder.audio()``) and its sample rate.
+Everything takes a mono float array (``JackRecorder.audio()``) and its sample rate.
 
 >>> rate = 48000
 >>> t = np.arange(rate // 2) / rate

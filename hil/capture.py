@@ -4,7 +4,7 @@
 MIDI output port made with python-rtmidi's JACK API, which the daemon connects to
 by name. It can be unplugged (the port disappears) and plugged back.
 
-:class:`Recorder` is a JACK client (JACK-Client) with two audio inputs, where the
+:class:`JackRecorder` is a JACK client (JACK-Client) with two audio inputs, where the
 daemon's ALSA ``jack`` PCM connects, and one MIDI input tapped onto the keyboard
 port. Its process callback runs on JACK's thread and only copies: the audio into a
 preallocated buffer, and each note-on with its place in that recording. Both count
@@ -15,9 +15,9 @@ Why not JACK's frame clock: after an xrun, ``last_frame_time`` jumps by however
 many frames the late cycle took, not a whole number of periods, while the recording
 goes on contiguous. Keys stamped with the clock drift against the audio at every
 xrun (the latency bench once saw 0 ms). Counted frames cannot drift;
-:attr:`Recorder.clock_jumps` counts the xruns.
+:attr:`JackRecorder.clock_jumps` counts the xruns.
 
-    >>> with Recorder("hil-rec", seconds=30) as rec:           # doctest: +SKIP
+    >>> with JackRecorder("hil-rec", seconds=30) as rec:           # doctest: +SKIP
     ...     kb = VirtualKeyboard("hil-kbd"); rec.tap(kb.port)
     ...     kb.send([0x90, 60, 100]); time.sleep(1)
     ...     audio, key = rec.audio(), rec.tapped()[0]
@@ -96,7 +96,7 @@ class VirtualKeyboard:
         self.unplug()
 
 
-class Recorder:
+class JackRecorder:
     """A JACK client that records its two audio inputs and timestamps tapped note-ons.
 
     ``seconds`` sizes the buffer (allocated once: the process callback never
@@ -129,7 +129,7 @@ class Recorder:
         """The full names of the audio inputs, for the ALSA PCM's ``playback_ports``."""
         return [p.name for p in self.inputs]
 
-    def __enter__(self) -> Recorder:
+    def __enter__(self) -> JackRecorder:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -171,10 +171,6 @@ class Recorder:
             self.notes = []
             self.overflow = False
             self.clock_jumps = 0
-
-    def frame_now(self) -> int:
-        """JACK's current frame (an estimate between periods)."""
-        return self.client.frame_time
 
     def wait_frames(self, frames: int, timeout: float = 60.0) -> None:
         """Block until at least ``frames`` more frames were recorded."""

@@ -24,6 +24,7 @@ would add those 10 ms to a threshold detector; a match finds its first sample.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 import time
@@ -53,7 +54,7 @@ class E2eResult:
     sent: int
     latency_ms: tuple[float, ...]  # one per note heard
     underruns: int  # the daemon's
-    xruns: int = 0  # JACK cycles the recorder saw the clock jump (capture.Recorder.clock_jumps)
+    xruns: int = 0  # JACK cycles the recorder saw the clock jump (capture.JackRecorder.clock_jumps)
 
     def in_periods(self) -> dict[int, int]:
         """How many notes sounded after how many whole periods (rounded)."""
@@ -91,11 +92,10 @@ def key_templates(config: Config, rate: int) -> dict[int, np.ndarray]:
     """
     from deepkeys.device.adapters.synth import Synth
 
-    font = None if config.audio.soundfont == "auto" else config.audio.soundfont
+    config = dataclasses.replace(config, audio=dataclasses.replace(config.audio, rate=rate))
     out = {}
     for key in KEYS:
-        with Synth(font, rate=rate, gain=config.synth.gain,
-                   live_program=config.synth.live_program) as synth:
+        with Synth.from_config(config) as synth:
             synth.noteon(key, VELOCITY)
             block = synth.render(int(TEMPLATE_S * rate)).astype(np.float64)
         out[key] = block.mean(axis=1) / 32768

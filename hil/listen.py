@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from deepkeys.device.gm import DRUM_CHANNEL
+
 from .analysis import MidiNote, high_flux, match_delay, midi_hz, pitch_energy
 
-DRUM_CHANNEL = 9
 MIN_NOTE_S = 0.15  # shorter notes give too few cycles of a low fundamental
 SETTLE_S = 0.03
 PARTIALS = (0, 12, 19, 24, 28, 31)  # semitones from a fundamental to its first 6 partials  # skip the attack: the spectrum is clean once the note speaks

@@ -2,7 +2,7 @@
 
 A :class:`Rig` owns, and stops by PID, everything it starts:
 
-- a :class:`~.capture.Recorder` JACK client that records what the daemon plays
+- a :class:`~.capture.JackRecorder` JACK client that records what the daemon plays
   and timestamps the keys in JACK frames;
 - a :class:`~.capture.VirtualKeyboard` (python-rtmidi's JACK API) that the daemon
   connects to by name, and that can be unplugged;
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .capture import Recorder, VirtualKeyboard
+from .capture import JackRecorder, VirtualKeyboard
 from .jackd import JackServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,7 +119,7 @@ class Rig:
         self._monitor_sock: Any = None
         self._closed = False
         with server.environment():
-            self.recorder = Recorder(f"{name}-rec")
+            self.recorder = JackRecorder(f"{name}-rec")
             self.keyboard = VirtualKeyboard(f"{name}-kbd")
             self.recorder.tap(self.keyboard.port)
         self.config_path = self._write_config()
@@ -289,10 +289,6 @@ models = [{models}]
             with contextlib.suppress(Exception):
                 stream.close()
             self._monitor_stream = None
-
-    def find_events(self, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-        with self._events_lock:
-            return [e for e in self.events if pred(e)]
 
     def wait_event(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 30.0,
                    what: str = "an event", after: int = 0) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from deepkeys.device.maintenance.deploy import check_destination, ssh_argv
+from deepkeys.device.maintenance.ssh import check_destination, ssh_argv
 from deepkeys.device.errors import UserError
 
 HIL_DIR = Path(__file__).resolve().parent

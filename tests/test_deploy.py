@@ -136,7 +136,8 @@ def test_a_model_that_fails_on_the_device_is_never_activated(sshd, device, daemo
     assert daemon.snapshot["model_sha256"] == before
 
     # Bytes changed after the card was written: the device's own sha256 check refuses.
-    from deepkeys.device.maintenance.deploy import pack, run_remote
+    from deepkeys.device.maintenance.deploy import pack
+    from deepkeys.device.maintenance.ssh import run_remote
     from deepkeys.device.errors import UserError
 
     tampered = model_copy(tmp_path / "tampered", "chorale", extra=b"v3")
@@ -214,7 +215,7 @@ def test_names_with_spaces_quotes_and_metacharacters_pass_safely(sshd, device, t
 
 
 def test_ssh_argv_quotes_every_remote_word():
-    from deepkeys.device.maintenance.deploy import remote_command, ssh_argv
+    from deepkeys.device.maintenance.ssh import remote_command, ssh_argv
 
     # The remote command is shell words (so "sudo -n -u deepkeys PATH" works); the
     # arguments are data, each one quoted.

@@ -57,11 +57,11 @@ class FakeSystem:
 
 
 def install(tmp_path: Path, system: FakeSystem, dry_run: bool = False) -> tuple[int, list[str]]:
-    from deepkeys.device.maintenance.install import Paths, plan, run_steps
+    from deepkeys.device.maintenance.install import InstallTarget, plan, run_steps
 
     lines: list[str] = []
-    changes = run_steps(plan(Paths(root=tmp_path, prefix=REPO, python="python3"), system),
-                        dry_run=dry_run, out=lines.append)
+    target = InstallTarget(root=tmp_path, prefix=REPO, python="python3")
+    changes = run_steps(plan(target, system), dry_run=dry_run, out=lines.append)
     return changes, lines
 
 
@@ -113,7 +113,8 @@ def test_dry_run_prints_every_step_and_changes_nothing(tmp_path):
     assert [line.split(":")[0] for line in lines[:-1]] == [
         "would  apt packages", "would  gpio group", "would  service user", "would  venv",
         "would  config", "would  systemd unit", "would  service"]
-    assert "useradd --system --user-group" in lines[2] and "--groups audio,gpio deepkeys" in lines[2]
+    assert "useradd --system --user-group" in lines[2]
+    assert "--groups audio,gpio deepkeys" in lines[2]
     assert lines[-1] == "install: 7 of 7 steps would change something"
 
 
@@ -130,10 +131,10 @@ def test_existing_config_kept_and_existing_user_only_gets_its_groups(tmp_path):
 
 def test_code_under_home_is_refused_in_one_line(tmp_path):
     from deepkeys.device.errors import UserError
-    from deepkeys.device.maintenance.install import Paths, plan
+    from deepkeys.device.maintenance.install import InstallTarget, plan
 
     with pytest.raises(UserError, match="ProtectHome=yes hides"):
-        plan(Paths(root=tmp_path, prefix=Path("/home/pi/deepkeys")), FakeSystem())
+        plan(InstallTarget(root=tmp_path, prefix=Path("/home/pi/deepkeys")), FakeSystem())
 
 
 def test_the_real_system_queries_read_this_machine():

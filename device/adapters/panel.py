@@ -138,6 +138,7 @@ class Panel(Worker):
             raise UserError(f"unknown panel button(s) {', '.join(sorted(unknown))}"
                             f" (known: {', '.join(BUTTONS)})")
         led_pins = dict(leds) | {f"genre{i}": pin for i, pin in enumerate(genre_leds)}
+        self.pins: dict[str, int] = dict(buttons) | led_pins  # every button and LED by name
         seen: dict[int, str] = {}
         for name, pin in [*buttons.items(), *led_pins.items()]:
             if pin in seen:

@@ -28,7 +28,6 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,7 +36,6 @@ from deepkeys.device import events as ev
 from deepkeys.device.errors import UserError
 from deepkeys.device.gm import (
     ALL_NOTES_OFF,
-    ALL_SOUND_OFF,
     BEND,
     CHANNELS,
     CONTROL,

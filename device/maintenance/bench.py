@@ -6,17 +6,24 @@ these commands.
 
 from __future__ import annotations
 
+import dataclasses
+import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from deepkeys.device.adapters.audio import never_blocks
+from deepkeys.device.config import Config
+from deepkeys.device.encoding import Composition, Melody, Note, Track, notes_to_voice
 from deepkeys.device.generation.card import load_card
-from deepkeys.device.encoding import notes_to_voice
 from deepkeys.device.generation.generator import Generator
-from deepkeys.device.generation.midifile import Melody, read_melody
 from deepkeys.device.generation.library import card_path
+from deepkeys.device.generation.midifile import read_melody
+from deepkeys.device.gm import NOTE_ON
 from deepkeys.device.resources import BUNDLED_MELODIES
 
 BENCH_MELODY = BUNDLED_MELODIES / "ode_to_joy.mid"
@@ -83,10 +90,8 @@ def _p99_ms(samples_s: list[float]) -> tuple[float, float]:
     return float(np.median(ms)), float(np.percentile(ms, 99))
 
 
-def _bench_piece():
+def _bench_piece() -> Composition:
     """Two bars of drums, bass, comping and pad: the load a playing loop puts on the synth."""
-    from deepkeys.device.encoding import Composition, Note, Track
-
     drums = [Note(42, s, s + 1, 80) for s in range(0, 32, 2)]
     drums += [Note(36, s, s + 1, 110) for s in (0, 8, 16, 24)]
     drums += [Note(38, s, s + 1, 100) for s in (4, 12, 20, 28)]
@@ -102,102 +107,146 @@ def _bench_piece():
 @dataclass
 class LatencyBench:
     device: str
-    period: int
+    period: int  # frames, as the device granted them
     buffer: int
     latency_s: list[float] = field(default_factory=list)  # note-on read -> block rendered
     wait_s: list[float] = field(default_factory=list)  # note-on read -> its block began
     render_s: list[float] = field(default_factory=list)
     underruns: int = 0
     realtime: bool = False
+    python_load: bool = False
+    rate: int = 48000
+    queued_s: float = 0.0  # still in the device buffer after a block, at the end
 
 
 def bench_latency(notes: int = 500, period: int = 128, device: str = "null",
                   periods: int = 2, python_load: bool = False) -> LatencyBench:
-    """Key to audio: from a note-on read by the MIDI input (its ``sim`` backend, which
-    hands keys to the synth just as the daemon's reader does) to the first rendered
-    block that contains it, with an accompaniment looping.
+    """Key to audio: from a note-on read by the MIDI input (its ``sim`` backend) to the
+    first rendered block that contains it, through the daemon's own :class:`KeyPath`,
+    with an accompaniment looping. Prints the table and returns the samples.
 
-    ``null`` never blocks, so it is paced here like a sound card with the same
-    buffer; any other ALSA device paces itself. ``python_load`` keeps another
-    thread busy in pure Python meanwhile (as decoding a generation does), which
-    is what makes the audio thread wait for the GIL.
+    ``null`` never blocks, so it is paced like a sound card with the same buffer; any
+    other ALSA device paces itself. ``python_load`` keeps another thread busy in pure
+    Python meanwhile (as decoding a generation does), which is what makes the audio
+    thread wait for the GIL.
     """
+    result = measure_latency(notes, period, device, periods, python_load)
+    print_latency(result)
+    return result
+
+
+def measure_latency(notes: int = 500, period: int = 128, device: str = "null",
+                    periods: int = 2, python_load: bool = False) -> LatencyBench:
+    """The samples of :func:`bench_latency`, printing nothing."""
     import queue
     import random
-    import threading
 
-    from deepkeys.device.adapters.audio import AudioOutput, BlockInfo
-    from deepkeys.device.adapters.midi import MidiInput
-    from deepkeys.device.appliance.sequencer import Sequencer
-    from deepkeys.device.adapters.synth import NOTE_ON, Synth
+    from deepkeys.device.adapters.audio import BlockInfo
+    from deepkeys.device.appliance.keypath import KeyPath
 
-    synth = Synth()
-    seq = Sequencer(synth.rate, 120.0)
-    seq.play(_bench_piece())
-    lat: list[float] = []
-    wait: list[float] = []
-    render: list[float] = []
+    result = LatencyBench(device, period, period * periods, python_load=python_load)
 
     def on_block(info: BlockInfo) -> None:
         # Runs on the audio thread: appends only.
-        render.append(info.t_rendered - info.t_start)
+        result.render_s.append(info.t_rendered - info.t_start)
         for status, _ch, _note, velocity, t_queued in info.live:
             if status == NOTE_ON and velocity > 0:
-                lat.append(info.t_rendered - t_queued)
-                wait.append(info.t_start - t_queued)
+                result.latency_s.append(info.t_rendered - t_queued)
+                result.wait_s.append(info.t_start - t_queued)
 
-    done = threading.Event()
-
-    def busy() -> None:
-        x = 0
-        while not done.is_set():
-            for i in range(10_000):
-                x += i * i
-
+    cfg = _latency_config(device, period, periods)
+    events: queue.Queue = queue.Queue(maxsize=1024)  # the daemon's main-loop queue
+    keys = KeyPath(cfg, events, on_block=on_block)
     rng = random.Random(0)
-    out = AudioOutput(synth, seq, device=device, periodsize=period, periods=periods,
-                      pace=device == "null", on_block=on_block)
-    loader = threading.Thread(target=busy, daemon=True)
-    with out:
-        out.wait_periods(200)  # past start-up
-        render.clear()
-        if python_load:
-            loader.start()
-        # The daemon's path: bytes in, parsed and stamped on arrival, to the synth's queue.
-        keys = MidiInput(queue.Queue(), backend="sim", watch=False, queue_limit=4 * notes,
-                         on_event=synth.handle)
-        for i in range(notes):
-            note = 48 + (i * 7) % 36
-            keys.send([0x90, note, 100])
-            # Random gaps, so notes arrive at every phase of a period.
-            time.sleep(rng.uniform(0.003, 0.009))
-            keys.send([0x80, note, 0])
-            time.sleep(rng.uniform(0.003, 0.009))
-        keys.close()
-        out.wait_periods(out.periods_written + 10)
-        done.set()
-    synth.close()
-    stats = out.stats()
-    result = LatencyBench(device, stats.period, stats.buffer, lat, wait, render,
-                          stats.underruns, stats.realtime)
-
-    rate = synth.rate
-    paced = " (paced as a sound card)" if device == "null" else ""
-    print(f"bench latency: device={device}{paced} rate={rate} period={stats.period} "
-          f"periods={stats.buffer // stats.period} notes={len(lat)} "
-          f"realtime={'fifo' if stats.realtime else 'off'} underruns={stats.underruns} "
-          f"python_load={'on' if python_load else 'off'}")
-    print("| what | median ms | p99 ms |\n|---|---|---|")
-    med, p99 = _p99_ms(lat)
-    print(f"| key to audio: MIDI note-on read -> first rendered block with it "
-          f"({stats.period} frames) | {med:.2f} | {p99:.2f} |")
-    med, p99 = _p99_ms(wait)
-    print(f"| of which waiting for the next block to begin | {med:.2f} | {p99:.2f} |")
-    med, p99 = _p99_ms(render)
-    print(f"| render one block (synth + 4-track loop) | {med:.3f} | {p99:.3f} |")
-    print(f"target: p99 <= one period + 1 ms = {stats.period / rate * 1e3 + 1:.2f} ms; "
-          f"the rest of the device buffer then plays first: {out.queued_s * 1e3:.2f} ms")
+    with _Background(lambda stop: _drain(events, stop)), _Background(_busy, python_load):
+        keys.start_audio()
+        try:
+            assert keys.seq is not None and keys.audio is not None
+            keys.seq.play(_bench_piece())
+            keys.audio.wait_periods(200)  # past start-up
+            result.render_s.clear()
+            keys.start_midi()
+            assert keys.midi is not None
+            for i in range(notes):
+                note = 48 + (i * 7) % 36
+                keys.midi.send([0x90, note, 100])
+                # Random gaps, so notes arrive at every phase of a period.
+                time.sleep(rng.uniform(0.003, 0.009))
+                keys.midi.send([0x80, note, 0])
+                time.sleep(rng.uniform(0.003, 0.009))
+            keys.close_input()
+            keys.audio.wait_periods(keys.audio.periods_written + 10)
+            stats = keys.audio.stats()
+            result.period, result.buffer = stats.period, stats.buffer
+            result.underruns, result.realtime = stats.underruns, stats.realtime
+            result.queued_s = keys.audio.queued_s
+        finally:
+            keys.close()
     return result
+
+
+def print_latency(result: LatencyBench) -> None:
+    """The table ``deepkeys bench latency`` prints."""
+    paced = " (paced as a sound card)" if never_blocks(result.device) else ""
+    print(f"bench latency: device={result.device}{paced} rate={result.rate} "
+          f"period={result.period} periods={result.buffer // result.period} "
+          f"notes={len(result.latency_s)} realtime={'fifo' if result.realtime else 'off'} "
+          f"underruns={result.underruns} python_load={'on' if result.python_load else 'off'}")
+    print("| what | median ms | p99 ms |\n|---|---|---|")
+    med, p99 = _p99_ms(result.latency_s)
+    print(f"| key to audio: MIDI note-on read -> first rendered block with it "
+          f"({result.period} frames) | {med:.2f} | {p99:.2f} |")
+    med, p99 = _p99_ms(result.wait_s)
+    print(f"| of which waiting for the next block to begin | {med:.2f} | {p99:.2f} |")
+    med, p99 = _p99_ms(result.render_s)
+    print(f"| render one block (synth + 4-track loop) | {med:.3f} | {p99:.3f} |")
+    print(f"target: p99 <= one period + 1 ms = {result.period / result.rate * 1e3 + 1:.2f} ms; "
+          f"the rest of the device buffer then plays first: {result.queued_s * 1e3:.2f} ms")
+
+
+def _latency_config(device: str, period: int, periods: int) -> Config:
+    """The hardware-free daemon config with the bench's device, at 120 BPM."""
+    base = Config()
+    return dataclasses.replace(
+        base, midi=dataclasses.replace(base.midi, api="sim", virtual_port_name="bench"),
+        audio=dataclasses.replace(base.audio, device=device, period=period, periods=periods),
+        player=dataclasses.replace(base.player, tempo_bpm=120))
+
+
+def _drain(events: queue.Queue, stop: threading.Event) -> None:
+    """What the daemon's main loop does to its queue, minus the state machine."""
+    while not stop.is_set():
+        try:
+            events.get(timeout=0.05)
+        except queue.Empty:
+            pass
+
+
+def _busy(stop: threading.Event) -> None:
+    """Pure Python on another thread, holding the GIL as decoding a generation does."""
+    x = 0
+    while not stop.is_set():
+        for i in range(10_000):
+            x += i * i
+
+
+class _Background:
+    """``work(stop)`` on a daemon thread while the ``with`` block runs (if ``enabled``)."""
+
+    def __init__(self, work: Callable[[threading.Event], None], enabled: bool = True) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=work, args=(self._stop,), daemon=True)
+        self._enabled = enabled
+
+    def __enter__(self) -> _Background:
+        if self._enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._enabled:
+            self._thread.join(timeout=5)
 
 
 @dataclass

@@ -31,18 +31,11 @@ def panel_test(cfg: Config, *, timeout: float = 60.0, led_s: float = LED_S,
     """
     from deepkeys.device.adapters.panel import Panel
 
-    p = cfg.panel
     events: queue.Queue = queue.Queue()
-    buttons = {name: getattr(p.buttons, name) for name in BUTTONS}
-    leds = {name: getattr(p.leds, name) for name in ("rec", "busy", "play")}
     seen: set[str] = set()
-    with Panel(events, buttons=buttons, leds=leds, genre_leds=p.genre_leds,
-               pin_factory=pin_factory if pin_factory is not None else p.gpiozero_factory,
-               debounce_ms=p.debounce_ms, long_press_ms=p.long_press_ms,
-               repeat_ms=p.repeat_ms) as panel:
+    with Panel.from_config(cfg, events, pin_factory=pin_factory) as panel:
         for name in panel.leds:
-            pin = leds.get(name, p.genre_leds[int(name[5:])] if name.startswith("genre") else -1)
-            out(f"led {name} on (GPIO {pin})")
+            out(f"led {name} on (GPIO {panel.pins[name]})")
             panel.set_led(name, "on")
             time.sleep(led_s)
             panel.set_led(name, "off")
@@ -56,5 +49,5 @@ def panel_test(cfg: Config, *, timeout: float = 60.0, led_s: float = LED_S,
             except queue.Empty:
                 continue
             seen.add(event.name)
-            out(f"button {event.name} {event.kind} (GPIO {buttons[event.name]})")
+            out(f"button {event.name} {event.kind} (GPIO {panel.pins[event.name]})")
     return seen

@@ -135,10 +135,9 @@ def check_audio(cfg: Config, status: dict[str, Any] | None) -> Check:
 
 
 def check_soundfont(cfg: Config) -> Check:
-    from deepkeys.device.generation.render import _check_soundfont, default_soundfont
+    from deepkeys.device.soundfont import resolve_soundfont
 
-    font = default_soundfont() if cfg.audio.soundfont == "auto" else Path(cfg.audio.soundfont)
-    _check_soundfont(font)
+    font = resolve_soundfont(cfg.audio.soundfont)
     return Check("soundfont", True, f"{font} ({font.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -188,18 +187,14 @@ def check_pins(cfg: Config, status: dict[str, Any] | None) -> Check:
     if status and "leds" in status:
         return Check("pins", True, f"held by the daemon (factory {p.pin_factory}, "
                                    f"LEDs {', '.join(status['leds'])})")
-    from deepkeys.device.events import BUTTONS
     from deepkeys.device.adapters.panel import Panel
 
-    buttons = {name: getattr(p.buttons, name) for name in BUTTONS}
-    leds = {name: getattr(p.leds, name) for name in ("rec", "busy", "play")}
     with warnings.catch_warnings():  # gpiozero's fallback chatter: the row says it all
         warnings.simplefilter("ignore")
-        with Panel(queue.Queue(), buttons=buttons, leds=leds, genre_leds=p.genre_leds,
-                   pin_factory=p.gpiozero_factory, thread=False) as panel:
+        with Panel.from_config(cfg, queue.Queue(), thread=False) as panel:
             factory = type(panel.pin_factory).__name__ if panel.pin_factory else "default"
-    return Check("pins", True, f"factory {factory}: {len(buttons)} buttons, "
-                               f"{len(leds) + len(p.genre_leds)} LEDs claimed")
+            buttons, leds = len(panel.pressed), len(panel.leds)
+    return Check("pins", True, f"factory {factory}: {buttons} buttons, {leds} LEDs claimed")
 
 
 def check_disk(cfg: Config, min_free_mb: int = MIN_FREE_MB) -> Check:

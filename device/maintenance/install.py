@@ -15,8 +15,8 @@ the second time, and ``--dry-run`` prints exactly what a real run would do:
 Machine state is read and changed through a :class:`System`; the files go under
 ``root`` (``/`` on the Pi, a temporary folder in the tests).
 
-    >>> steps = plan(Paths(root=Path("/"), prefix=Path("/opt/deepkeys")), System())  # doctest: +SKIP
-    >>> run_steps(steps, dry_run=True)                                              # doctest: +SKIP
+    >>> target = InstallTarget(root=Path("/"), prefix=Path("/opt/deepkeys"))
+    >>> run_steps(plan(target, System()), dry_run=True)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ class System:
 
 
 @dataclass(frozen=True)
-class Paths:
-    """Where things go. ``root`` prefixes every file written; ``prefix`` is the code."""
+class InstallTarget:
+    """Where the install puts things. ``root`` prefixes every file written; ``prefix`` is
+    the code. (Not ``config.Paths``, which is where the running daemon keeps its files.)"""
 
     root: Path = Path("/")
     prefix: Path = REPO
@@ -101,6 +102,18 @@ class Paths:
     def venv(self) -> Path:
         return self.prefix / ".venv"
 
+    @property
+    def venv_bin(self) -> Path:
+        return self.venv / "bin"
+
+    @property
+    def config_file(self) -> Path:
+        return self.under_root(DEFAULT_PATH)
+
+    @property
+    def unit_file(self) -> Path:
+        return self.under_root(f"/etc/systemd/system/{UNIT_NAME}")
+
 
 @dataclass
 class Step:
@@ -110,6 +123,14 @@ class Step:
     what: Callable[[], str]  # what do() would do, for --dry-run and the log
     done: Callable[[], bool]
     do: Callable[[], None]
+
+
+@dataclass
+class UnitChange:
+    """Whether this run rewrote the systemd unit: the service step then restarts the
+    daemon, since ``enable --now`` leaves a running one on the old unit."""
+
+    changed: bool = False
 
 
 def unit_text(prefix: Path) -> str:
@@ -123,28 +144,66 @@ def config_text() -> str:
             + Config().to_toml())
 
 
-def plan(paths: Paths, system: System) -> list[Step]:
+def plan(target: InstallTarget, system: System) -> list[Step]:
     """The install's steps, in order."""
-    prefix = paths.prefix
+    refuse_hidden_prefix(target.prefix)
+    unit = UnitChange()
+    return [packages_step(system), gpio_group_step(system), user_step(system),
+            venv_step(target, system), config_step(target),
+            unit_step(target, system, unit), service_step(system, unit)]
+
+
+def refuse_hidden_prefix(prefix: Path) -> None:
+    """Refuse code under /home or /root: the unit's ProtectHome=yes hides it from the daemon.
+
+    >>> refuse_hidden_prefix(Path("/opt/deepkeys"))
+    >>> refuse_hidden_prefix(Path("/home/pi/deepkeys"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    deepkeys.device.errors.UserError: the code is in /home/pi/deepkeys, which ...
+    """
     for hidden in ("/home", "/root"):
         if prefix == Path(hidden) or Path(hidden) in prefix.parents:
             raise UserError(f"the code is in {prefix}, which the unit's ProtectHome=yes hides "
                             f"from the daemon: clone it to {SHIPPED_PREFIX} and install from there")
-    changed_unit: list[bool] = []
 
-    def missing_packages() -> list[str]:
+
+def _commands(argvs: list[list[str]]) -> str:
+    """Several commands as one line of shell, for --dry-run and the log.
+
+    >>> _commands([["apt-get", "update"], ["echo", "two words"]])
+    "apt-get update; echo 'two words'"
+    """
+    return "; ".join(shlex.join(a) for a in argvs)
+
+
+def _run_all(system: System, argvs: list[list[str]]) -> None:
+    for argv in argvs:
+        system.run(argv)
+
+
+def packages_step(system: System) -> Step:
+    """1. The apt packages that are not installed yet (the list is read when the step runs)."""
+    def missing() -> list[str]:
         return [p for p in APT_PACKAGES if not system.package_installed(p)]
 
-    def apt_argv() -> list[list[str]]:
+    def apt_argvs() -> list[list[str]]:
         return [["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "--no-install-recommends",
-                 *missing_packages()]]
+                ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing()]]
 
-    def install_packages() -> None:
-        for argv in apt_argv():
-            system.run(argv)
+    return Step("apt packages", lambda: _commands(apt_argvs()), lambda: not missing(),
+                lambda: _run_all(system, apt_argvs()))
 
-    def user_argv() -> list[str]:
+
+def gpio_group_step(system: System) -> Step:
+    """2. The ``gpio`` group, which plain Debian lacks, before the user joins it."""
+    argv = ["groupadd", "--system", "gpio"]
+    return Step("gpio group", lambda: shlex.join(argv), lambda: system.group_exists("gpio"),
+                lambda: system.run(argv))
+
+
+def user_step(system: System) -> Step:
+    """3. The service user: created, or (if it exists) added to the groups it lacks."""
+    def argv() -> list[str]:
         groups = ",".join(SERVICE_GROUPS)
         if system.user_groups(SERVICE_USER) is None:
             return ["useradd", "--system", "--user-group", "--home-dir", STATE_DIR,
@@ -152,64 +211,60 @@ def plan(paths: Paths, system: System) -> list[Step]:
                     SERVICE_USER]
         return ["usermod", "--append", "--groups", groups, SERVICE_USER]
 
-    def user_done() -> bool:
+    def done() -> bool:
         groups = system.user_groups(SERVICE_USER)
         return groups is not None and set(SERVICE_GROUPS) <= groups
 
-    venv_bin = paths.venv / "bin"
-    venv_argv = [[paths.python, "-m", "venv", str(paths.venv)],
-                 [str(venv_bin / "pip"), "install", "-q", "-e", f"{prefix}[device]"]]
+    return Step("service user", lambda: shlex.join(argv()), done, lambda: system.run(argv()))
 
-    def make_venv() -> None:
-        for argv in venv_argv:
-            system.run(argv)
 
-    config_file = paths.under_root(DEFAULT_PATH)
-    unit_file = paths.under_root(f"/etc/systemd/system/{UNIT_NAME}")
+def venv_step(target: InstallTarget, system: System) -> Step:
+    """4. The venv with the device extra; done once its Python imports the CLI."""
+    argvs = [[target.python, "-m", "venv", str(target.venv)],
+             [str(target.venv_bin / "pip"), "install", "-q", "-e", f"{target.prefix}[device]"]]
+    probe = [str(target.venv_bin / "python"), "-c", "import deepkeys.device.cli"]
+    return Step("venv", lambda: _commands(argvs), lambda: system.works(probe),
+                lambda: _run_all(system, argvs))
 
-    def write_config() -> None:
-        config_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(config_file, config_text().encode())
 
-    def write_unit() -> None:
-        unit_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(unit_file, unit_text(prefix).encode())
-        changed_unit.append(True)
+def config_step(target: InstallTarget) -> Step:
+    """5. The config file with every key at its default; an existing one is kept."""
+    path = target.config_file
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, config_text().encode())
+
+    return Step("config", lambda: f"write {path} (all defaults)", path.exists, write)
+
+
+def unit_step(target: InstallTarget, system: System, unit: UnitChange) -> Step:
+    """6. The systemd unit pointing into the prefix; rewriting it marks ``unit`` changed."""
+    path = target.unit_file
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, unit_text(target.prefix).encode())
+        unit.changed = True
         system.run(["systemctl", "daemon-reload"])
 
-    def unit_current() -> bool:
-        return unit_file.is_file() and unit_file.read_text() == unit_text(prefix)
+    def current() -> bool:
+        return path.is_file() and path.read_text() == unit_text(target.prefix)
 
-    def start_argv() -> list[list[str]]:
-        argv = [["systemctl", "enable", "--now", UNIT_NAME]]
-        return argv + [["systemctl", "restart", UNIT_NAME]] if changed_unit else argv
+    return Step("systemd unit", lambda: f"write {path} (ExecStart={target.venv_bin}/deepkeys "
+                                        "run); systemctl daemon-reload", current, write)
 
-    def start() -> None:
-        for argv in start_argv():
-            system.run(argv)
 
-    def _cmds(argvs: list[list[str]]) -> str:
-        return "; ".join(shlex.join(a) for a in argvs)
+def service_step(system: System, unit: UnitChange) -> Step:
+    """7. The service enabled and started, and restarted if step 6 changed its unit."""
+    def argvs() -> list[list[str]]:
+        start = [["systemctl", "enable", "--now", UNIT_NAME]]
+        return start + [["systemctl", "restart", UNIT_NAME]] if unit.changed else start
 
-    return [
-        Step("apt packages", lambda: _cmds(apt_argv()), lambda: not missing_packages(),
-             install_packages),
-        Step("gpio group", lambda: "groupadd --system gpio", lambda: system.group_exists("gpio"),
-             lambda: system.run(["groupadd", "--system", "gpio"])),
-        Step("service user", lambda: shlex.join(user_argv()), user_done,
-             lambda: system.run(user_argv())),
-        Step("venv", lambda: _cmds(venv_argv),
-             lambda: system.works([str(venv_bin / "python"), "-c", "import deepkeys.device.cli"]),
-             make_venv),
-        Step("config", lambda: f"write {config_file} (all defaults)", config_file.exists,
-             write_config),
-        Step("systemd unit", lambda: f"write {unit_file} (ExecStart={venv_bin}/deepkeys run); "
-                                     "systemctl daemon-reload",
-             unit_current, write_unit),
-        Step("service", lambda: _cmds(start_argv()),
-             lambda: system.unit_state(UNIT_NAME) == ("enabled", "active") and not changed_unit,
-             start),
-    ]
+    return Step("service", lambda: _commands(argvs()),
+                lambda: system.unit_state(UNIT_NAME) == ("enabled", "active")
+                and not unit.changed,
+                lambda: _run_all(system, argvs()))
 
 
 def run_steps(steps: list[Step], dry_run: bool = False,

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from deepkeys.device.atomic import _fsync_dir, atomic_write_bytes
+from deepkeys.device.atomic import fsync_dir, atomic_write_bytes
 from deepkeys.device.generation.card import load_card, sha256_of
 from deepkeys.device.errors import UserError
 
@@ -217,7 +217,7 @@ class ModelStore:
         for f in folder.iterdir():
             os.chmod(f, 0o644)  # the daemon's user reads what a maintainer deployed
         os.rename(folder, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def _commit(self, history: dict[str, list[str]]) -> None:
         """Write the history, then publish a live folder built from it and swap the link."""
@@ -230,11 +230,11 @@ class ModelStore:
             for suffix in SUFFIXES:
                 os.link(self.versions / genre / shas[-1] / f"{genre}{suffix}",
                         live / f"{genre}{suffix}")
-        _fsync_dir(live)
+        fsync_dir(live)
         tmp = self.state_dir / f".models.{secrets.token_hex(4)}"
         os.symlink(os.path.relpath(live, self.state_dir), tmp)
         os.replace(tmp, self.link)  # the one atomic step: old set or new set
-        _fsync_dir(self.state_dir)
+        fsync_dir(self.state_dir)
         for old in self.root.glob("live-*"):
             if old != live:
                 shutil.rmtree(old, ignore_errors=True)

@@ -53,7 +53,6 @@ import mido
 from deepkeys.device.adapters.midi.backends import Closer, RawCallback, rtmidi_api
 from deepkeys.device.adapters.midi.backends.rtmidi import RtMidiPorts
 from deepkeys.device.adapters.midi.backends.sim import SIM_PORT, SimPorts
-from deepkeys.device.errors import UserError
 from deepkeys.device.log import kv
 from deepkeys.device.events import ControlChange, NoteOff, NoteOn, PitchBend
 from deepkeys.device.worker import Worker
