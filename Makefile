@@ -1,6 +1,7 @@
 # deepkeys: two entry points on a fresh Debian / Raspberry Pi OS machine.
 #   make demo   install what the device needs, then accompany the bundled melodies
-#   make test   install everything (host tools included), then run the whole suite
+#   make test   install everything (host tools included), lint, then run the whole suite
+#   make lint   ruff (lint and format) and mypy over the whole tree
 #   make install   on the Pi: the service user, config and systemd unit too
 PYTHON ?= python3
 VENV   ?= .venv
@@ -17,13 +18,24 @@ APT_TEST   := $(APT_DEVICE) jackd2 mma openssh-server openssh-client
 # The genre library, retrained from scratch (about 40 min on a 2-core CPU; see models/README.md).
 STYLE_GENRES := rock pop jazz bossa blues funk country
 
-.PHONY: demo test library install deps-device deps-test clean
+.PHONY: demo test lint library install deps-device deps-test clean
 
 demo: $(VENV)/.device-installed
 	$(BIN)/deepkeys demo --out $(DEMO_OUT)
 
-test: $(VENV)/.test-installed
+test: lint
 	$(BIN)/python -m pytest tests hil
+
+# mypy reads the packages through a link tree: device/, host/ and hil/ are deepkeys.device,
+# deepkeys.host and deepkeys.hil only once installed (pyproject's package-dir).
+MYPY_PATH := .cache/mypy-path
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	mkdir -p $(MYPY_PATH)/deepkeys
+	for d in device host hil; do ln -sfn ../../../$$d $(MYPY_PATH)/deepkeys/$$d; done
+	$(BIN)/mypy -p deepkeys.device -p deepkeys.host -p deepkeys.hil
+	$(BIN)/mypy tests
 
 # The appliance on a Pi: the code in /opt/deepkeys, then user, config and service.
 install: $(VENV)/.device-installed

@@ -7,14 +7,18 @@ import argparse
 import shlex
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deepkeys.device.generation.card import ModelCard, load_card
 from deepkeys.device.encoding import DEFAULT_DRUM_NOTES, voice_to_notes
 from deepkeys.device.errors import UserError
+from deepkeys.device.generation.card import ModelCard, load_card
 from deepkeys.device.generation.generator import Generator, noise_vector
 from deepkeys.device.generation.library import card_path
+
+if TYPE_CHECKING:  # annotations only: each command imports the host's ML stack when it runs
+    from deepkeys.host.data.windows import Windows
 
 DEFAULT_RUNS = Path("runs")
 
@@ -34,7 +38,7 @@ def _data_args(args: argparse.Namespace) -> str:
 
 
 def train(args: argparse.Namespace) -> int:
-    from .train import train as run_training
+    from deepkeys.host.train import train as run_training
 
     run_dir = _run_dir(args)
     # The card records this, so anyone can retrain the model exactly.
@@ -47,8 +51,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _dataset_text(genre: str, data_folder: Path | None) -> str:
-    from .export import INSTRUMENTATION, MMA_DATASET
-    from .styles import STYLES, mma_version
+    from deepkeys.host.data.mma import STYLES, mma_version
+    from deepkeys.host.export import INSTRUMENTATION, MMA_DATASET
 
     if data_folder is not None:
         return (f"Your own MIDI files in {data_folder}: 4/4 phrases, tracks mapped by GM program "
@@ -63,12 +67,19 @@ def _dataset_text(genre: str, data_folder: Path | None) -> str:
 
 
 def export(args: argparse.Namespace) -> int:
-    from .dataset import load_windows
-    from .export import (add_metrics, calibrate_thresholds, calibration_set, export as run_export,
-                         load_run, set_thresholds)
-    from .train import read_log
-
-    from .export import INSTRUMENTATION, reuse
+    from deepkeys.host.data.sources import load_windows
+    from deepkeys.host.export import (
+        INSTRUMENTATION,
+        add_metrics,
+        calibrate_thresholds,
+        calibration_set,
+        card_file,
+        load_run,
+        reuse,
+        set_thresholds,
+    )
+    from deepkeys.host.export import export as run_export
+    from deepkeys.host.train import read_log
 
     source = INSTRUMENTATION.get(args.genre, {}).get("reuses")
     if source:  # e.g. symphony: the chorale model with other instruments, no training
@@ -88,13 +99,14 @@ def export(args: argparse.Namespace) -> int:
                       history=read_log(run_dir / "log.jsonl"), extra_provenance={},
                       dataset=_dataset_text(args.genre, data_folder))
     if any(t.kind != "mono" for t in card.tracks):
-        card = set_thresholds(card.path, calibrate_thresholds(card, float_model_of(card),
-                                                              data["validation"]))
+        card = set_thresholds(card_file(args.out, args.genre),
+                              calibrate_thresholds(card, float_model_of(card),
+                                                   data["validation"]))
     f1 = int8_float_agreement(card, data["test"])
     table = evaluation(card, data["test"], seed=0)
-    add_metrics(card.path, {"test_split": table, "int8_vs_float_note_f1": round(f1, 4),
-                            "evaluate_command": f"deepkeys evaluate --genre {args.genre}"
-                                                f"{_data_args(args)}"})
+    add_metrics(card_file(args.out, args.genre),
+                {"test_split": table, "int8_vs_float_note_f1": round(f1, 4),
+                 "evaluate_command": f"deepkeys evaluate --genre {args.genre}{_data_args(args)}"})
     print(f"model={card.model_path}\ncard={card.path}\nint8_vs_float_note_f1={f1:.3f}")
     return 0
 
@@ -113,7 +125,7 @@ def drum_notes_of(card: ModelCard) -> tuple[int, ...]:
     return next((t.drum_notes for t in card.tracks if t.kind == "drums"), DEFAULT_DRUM_NOTES)
 
 
-def generated_parts(card: ModelCard, windows, seed: int = 0,
+def generated_parts(card: ModelCard, windows: Windows, seed: int = 0,
                     temperature: float | None = None) -> list[dict]:
     """The int8 model's accompaniment of every window's melody, as the device makes it."""
     generator = Generator(card)
@@ -123,11 +135,11 @@ def generated_parts(card: ModelCard, windows, seed: int = 0,
             for i in range(len(windows))]
 
 
-def evaluation(card: ModelCard, windows, seed: int = 0, temperature: float | None = None,
+def evaluation(card: ModelCard, windows: Windows, seed: int = 0, temperature: float | None = None,
                made: list[dict] | None = None) -> dict[str, dict[str, float]]:
     """The evaluate table: int8 generation (``made``, or generated here) vs real vs
     shuffled, on held-out windows."""
-    from .evaluate import evaluate_table
+    from deepkeys.host.evaluate import evaluate_table
 
     table = evaluate_table(windows, kinds_of(card),
                            lambda *_: made or generated_parts(card, windows, seed, temperature),
@@ -136,8 +148,8 @@ def evaluation(card: ModelCard, windows, seed: int = 0, temperature: float | Non
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from .dataset import load_windows
-    from .evaluate import format_table, genre_confusion, library_table, quality_checks
+    from deepkeys.host.data.sources import load_windows
+    from deepkeys.host.evaluate import format_table, genre_confusion, library_table, quality_checks
 
     genres = args.genre
     tests, cards, tables, made = {}, {}, {}, {}
@@ -164,15 +176,15 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def true_parts_of(card: ModelCard, windows) -> list[dict]:
-    from .evaluate import true_parts
+def true_parts_of(card: ModelCard, windows: Windows) -> list[dict]:
+    from deepkeys.host.evaluate import true_parts
 
     return true_parts(windows, kinds_of(card), drum_notes_of(card))
 
 
 def float_model_of(card: ModelCard, batch_size: int | None = None):
     """The float32 Keras generator shipped beside an int8 model."""
-    from .model import GeneratorConfig, build_generator
+    from deepkeys.host.model import GeneratorConfig, build_generator
 
     weights = card.model_path.parent / card.provenance["float_weights"]
     if not weights.exists():
@@ -183,11 +195,11 @@ def float_model_of(card: ModelCard, batch_size: int | None = None):
     return model
 
 
-def int8_float_agreement(card: ModelCard, windows) -> float:
+def int8_float_agreement(card: ModelCard, windows: Windows) -> float:
     """Note-cell F1 between the int8 and the float model's decoded tracks, at temperature 0:
     the (track, step, pitch) cells both sound over those either sounds."""
-    from .evaluate import decode_outputs
-    from .model import GeneratorConfig, melody_tensor
+    from deepkeys.host.evaluate import decode_outputs
+    from deepkeys.host.model import GeneratorConfig, melody_tensor
 
     cfg = GeneratorConfig.from_json(card.provenance["generator"])
     kinds, drum_notes = kinds_of(card), drum_notes_of(card)
@@ -221,7 +233,7 @@ def bench_float(result, runs: int) -> None:
     import tensorflow as tf
 
     from deepkeys.device.maintenance.bench import percentiles
-    from .model import GeneratorConfig, melody_tensor
+    from deepkeys.host.model import GeneratorConfig, melody_tensor
 
     card = load_card(result.card_path)
     cfg = GeneratorConfig.from_json(card.provenance["generator"])

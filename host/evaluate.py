@@ -9,12 +9,17 @@ accompaniment of a window from another piece.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deepkeys.host import metrics
-from deepkeys.device.generation.decode import decode_track
 from deepkeys.device.encoding import DEFAULT_DRUM_NOTES, Note, voice_to_notes
+from deepkeys.device.generation.decode import decode_track
+from deepkeys.host import metrics
+
+if TYPE_CHECKING:  # annotations only: the scoring itself needs numpy alone
+    from deepkeys.host.data.windows import Windows
+    from deepkeys.host.model import GeneratorConfig
 
 # The headline metrics, averaged over a model's tracks where they are per track.
 HEADLINE = ("EB", "UPC", "QN", "DP", "polyphony", "in_key", "consonance", "TD")
@@ -53,9 +58,9 @@ def roll_to_notes(roll: np.ndarray, onset: np.ndarray) -> list[Note]:
     return sorted(notes, key=lambda n: (n.start, n.pitch))
 
 
-def true_parts(windows, kinds: dict[str, str],
+def true_parts(windows: Windows, kinds: dict[str, str],
                drum_notes: Sequence[int] = DEFAULT_DRUM_NOTES) -> list[Parts]:
-    """The real accompaniment of each window (a ``dataset.Windows``), as notes."""
+    """The real accompaniment of each window, as notes."""
     names = {kind: [n for n, k in kinds.items() if k == kind] for kind in ("mono", "poly", "drums")}
     out = []
     for i in range(len(windows)):
@@ -65,8 +70,9 @@ def true_parts(windows, kinds: dict[str, str],
         for v, name in enumerate(names["poly"]):
             parts[name] = roll_to_notes(windows.poly[i, v], windows.poly_onset[i, v])
         for v, name in enumerate(names["drums"]):
-            t, c = np.nonzero(windows.drums[i, v])
-            parts[name] = [Note(int(drum_notes[k]), int(s), int(s) + 1) for s, k in zip(t, c)]
+            steps, classes = np.nonzero(windows.drums[i, v])
+            parts[name] = [Note(int(drum_notes[k]), s, s + 1)
+                           for s, k in zip(steps.tolist(), classes.tolist())]
         out.append({name: parts[name] for name in kinds})
     return out
 
@@ -91,7 +97,8 @@ def headline(row: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def window_metrics(windows, outputs: dict[str, np.ndarray], cfg) -> dict[str, float]:
+def window_metrics(windows: Windows, outputs: dict[str, np.ndarray],
+                   cfg: GeneratorConfig) -> dict[str, float]:
     """Validation metrics of decoded tracks, with polyphony relative to the data's."""
     kinds = cfg.kinds()
     drums = [n for n, k in kinds.items() if k == "drums"]
@@ -110,13 +117,13 @@ def shuffled(parts: list[Parts], names: Sequence[str]) -> list[Parts]:
     gets the accompaniment of another piece: real music, unrelated harmony.
     """
     n = len(parts)
-    order = (np.arange(n) + n // 2) % n
+    order = ((np.arange(n) + n // 2) % n).tolist()
     if any(names[i] == names[j] for i, j in enumerate(order)):
         raise ValueError("a piece holds half the windows; the shuffled baseline needs more pieces")
     return [parts[j] for j in order]
 
 
-def evaluate_table(windows, kinds: dict[str, str],
+def evaluate_table(windows: Windows, kinds: dict[str, str],
                    generate: Callable[[np.ndarray, np.ndarray], list[Parts]],
                    drum_notes: Sequence[int] = DEFAULT_DRUM_NOTES) -> dict[str, dict[str, float]]:
     """Rows: generated, real, shuffled. ``generate(melody_pitch, melody_onset)`` returns
@@ -169,7 +176,7 @@ def style_features(parts: Parts, steps_per_bar: int = 16) -> np.ndarray:
     """Drum and bass (and comping) statistics of one window, for telling genres apart:
     hits per bar of each drum class, where in the bar the drums and the bass play, how
     long bass notes last, and how often the comping attacks."""
-    from deepkeys.device.encoding import drum_class_of, DRUM_CLASSES
+    from deepkeys.device.encoding import DRUM_CLASSES, drum_class_of
 
     drums, bass, comp = parts.get("drums", []), parts.get("bass", []), parts.get("comp", [])
     bars = max(1, max((n.end for p in parts.values() for n in p), default=1) / steps_per_bar)
@@ -218,7 +225,8 @@ def library_table(tables: dict[str, dict[str, dict[str, float]]]) -> str:
     """One row per genre: each headline metric as generated / data, and how many of the
     quality bar's checks pass."""
     keys = ("EB", "UPC", "QN", "DP", "TD", "consonance")
-    lines = ["| genre | " + " | ".join(keys) + " | quality bar |", "|---|" + "---|" * (len(keys) + 1)]
+    lines = ["| genre | " + " | ".join(keys) + " | quality bar |",
+             "|---|" + "---|" * (len(keys) + 1)]
     for genre, table in tables.items():
         gen, real = table["generated"], table["real"]
         cells = [f"{gen[k]:.2f} / {real[k]:.2f}" if k in gen and np.isfinite(gen[k]) else "-"

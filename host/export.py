@@ -14,14 +14,23 @@ import os
 import subprocess
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from deepkeys.device.atomic import atomic_write_bytes
-from deepkeys.device.generation.card import ModelCard, Playback, TensorSpec, TrackSpec, load_card, sha256_of
 from deepkeys.device.encoding import DRUM_CLASSES
+from deepkeys.device.generation.card import (
+    ModelCard,
+    Playback,
+    TensorSpec,
+    TrackSpec,
+    load_card,
+    sha256_of,
+)
 from deepkeys.device.generation.generator import Generator, noise_vector
-from .model import GeneratorConfig, build_generator, melody_tensor
+from deepkeys.host.data.windows import Windows
+from deepkeys.host.model import GeneratorConfig, build_generator, melody_tensor
 
 log = logging.getLogger("deepkeys.export")
 
@@ -91,12 +100,18 @@ def instrumentation(genre: str) -> dict:
         f"{genre}: trained from your own MIDI files.", 33, 0, 48, 110)
 
 
+def card_file(out_dir: Path, genre: str) -> Path:
+    """Where a genre's card is written: ``out_dir/<genre>.json``, beside its model."""
+    return out_dir / f"{genre}.json"
+
+
 def load_run(run_dir: Path) -> tuple[dict, GeneratorConfig]:
     config = json.loads((run_dir / "config.json").read_text())
     return config, GeneratorConfig.from_json(config["generator"])
 
 
-def float_generator(run_dir: Path, weights: Path | None = None, batch_size: int | None = None):
+def float_generator(run_dir: Path, weights: Path | None = None,
+                    batch_size: int | None = None) -> keras.Model:
     """The trained float Keras generator of a run."""
     _, cfg = load_run(run_dir)
     model = build_generator(cfg, batch_size=batch_size)
@@ -166,7 +181,7 @@ def export(run_dir: Path, genre: str, out_dir: Path, calibration_melodies: np.nd
     inputs, outputs = tensor_specs(model_bytes)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tflite = out_dir / f"{genre}.tflite"
+    tflite, json_path = out_dir / f"{genre}.tflite", card_file(out_dir, genre)
     atomic_write_bytes(tflite, model_bytes)
     float_weights = out_dir / f"{genre}.float.weights.h5"
     model.save_weights(float_weights)  # for `bench generate` and the int8-vs-float check
@@ -174,7 +189,8 @@ def export(run_dir: Path, genre: str, out_dir: Path, calibration_melodies: np.nd
     tracks = []
     for name, kind in cfg.kinds().items():
         program, channel, velocity = spec["tracks"][name]
-        drum_notes = tuple(spec.get("drum_notes", {}).get(cls, notes[0]) for cls, notes in DRUM_CLASSES)
+        drum_notes = tuple(spec.get("drum_notes", {}).get(cls, notes[0])
+                           for cls, notes in DRUM_CLASSES)
         tracks.append(TrackSpec(
             name=name, program=program, channel=channel, kind=kind, is_drum=kind == "drums",
             output=name, onset_output="" if kind == "drums" else f"{name}_onset",
@@ -199,10 +215,10 @@ def export(run_dir: Path, genre: str, out_dir: Path, calibration_melodies: np.nd
             "tflite_bytes": len(model_bytes),
             **extra_provenance,
         },
-        path=out_dir / f"{genre}.json",
+        path=json_path,
     )
-    atomic_write_bytes(card.path, (json.dumps(card.to_json(), indent=1) + "\n").encode())
-    loaded = load_card(card.path)  # the device's own checks, before anyone relies on it
+    atomic_write_bytes(json_path, (json.dumps(card.to_json(), indent=1) + "\n").encode())
+    loaded = load_card(json_path)  # the device's own checks, before anyone relies on it
     Generator(loaded)
     log.info("exported=%s bytes=%d sha256=%s", tflite, len(model_bytes), card.sha256[:12])
     return loaded
@@ -214,7 +230,7 @@ def reuse(source: ModelCard, genre: str, out_dir: Path) -> ModelCard:
     says which model it reuses."""
     spec = INSTRUMENTATION[genre]
     out_dir.mkdir(parents=True, exist_ok=True)
-    tflite = out_dir / f"{genre}.tflite"
+    tflite, json_path = out_dir / f"{genre}.tflite", card_file(out_dir, genre)
     atomic_write_bytes(tflite, source.model_path.read_bytes())
     tracks = tuple(TrackSpec(**{**t.to_json(), "program": spec["tracks"][t.name][0],
                                 "velocity": spec["tracks"][t.name][2]})
@@ -227,9 +243,9 @@ def reuse(source: ModelCard, genre: str, out_dir: Path) -> ModelCard:
         genre=genre, bars=source.bars, pitch_low=source.pitch_low, pitch_high=source.pitch_high,
         melody_center=source.melody_center, inputs=source.inputs, outputs=source.outputs,
         tracks=tracks, playback=spec["playback"], sha256=sha256_of(tflite), grooves=source.grooves,
-        description=spec["description"], provenance=provenance, path=out_dir / f"{genre}.json")
-    atomic_write_bytes(card.path, (json.dumps(card.to_json(), indent=1) + "\n").encode())
-    loaded = load_card(card.path)
+        description=spec["description"], provenance=provenance, path=json_path)
+    atomic_write_bytes(json_path, (json.dumps(card.to_json(), indent=1) + "\n").encode())
+    loaded = load_card(json_path)
     Generator(loaded)
     return loaded
 
@@ -237,11 +253,12 @@ def reuse(source: ModelCard, genre: str, out_dir: Path) -> ModelCard:
 THRESHOLDS = np.round(np.arange(0.2, 0.65, 0.05), 2)
 
 
-def calibrate_thresholds(card: ModelCard, model, windows, n: int = 256) -> dict[str, float]:
+def calibrate_thresholds(card: ModelCard, model: keras.Model, windows: Windows,
+                         n: int = 256) -> dict[str, float]:
     """For each poly and drum track, the firing threshold whose decoded notes come
     closest in number to the data's, on ``n`` validation windows: a multi-hot part
     whose pitches are uncertain (an arpeggio's next chord tone) otherwise falls silent."""
-    from .evaluate import decode_outputs, true_parts
+    from deepkeys.host.evaluate import decode_outputs, true_parts
 
     cfg = GeneratorConfig.from_json(card.provenance["generator"])
     kinds = {t.name: t.kind for t in card.tracks}
@@ -285,7 +302,8 @@ def add_metrics(card_path: Path, metrics: dict) -> None:
     atomic_write_bytes(card_path, (json.dumps(raw, indent=1) + "\n").encode())
 
 
-def calibration_set(windows, cfg: GeneratorConfig, n: int = 256, seed: int = 0) -> np.ndarray:
+def calibration_set(windows: Windows, cfg: GeneratorConfig, n: int = 256,
+                    seed: int = 0) -> np.ndarray:
     """Melody inputs of ``n`` training windows, for the int8 calibration."""
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(windows), size=min(n, len(windows)), replace=False)

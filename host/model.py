@@ -19,6 +19,7 @@ voices, so it judges notes the device could really play, not soft probabilities.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import keras
 import numpy as np
@@ -52,12 +53,15 @@ class GeneratorConfig(RollShape):
         return {**{v: "mono" for v in self.voices}, **{p: "poly" for p in self.poly},
                 **{d: "drums" for d in self.drums}}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, raw: dict) -> "GeneratorConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    def from_json(cls, raw: dict[str, Any]) -> GeneratorConfig:
+        """The inverse of :meth:`to_json`: JSON's lists back into the tuple fields."""
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in raw.items()}
+        return cls(**values)
 
 
 @keras.saving.register_keras_serializable("deepkeys")
@@ -105,7 +109,8 @@ def build_generator(cfg: GeneratorConfig, batch_size: int | None = None) -> kera
     skips = []
     for level, width in enumerate(cfg.widths):
         if level:
-            x = _conv(x, width, kernel=4, strides=2)  # halve time: 16ths -> 8ths -> beats -> half bars
+            # Halve time: 16ths -> 8ths -> beats -> half bars.
+            x = _conv(x, width, kernel=4, strides=2)
         x = layers.Dropout(cfg.dropout)(_conv(x, width))
         skips.append(x)
 

@@ -25,9 +25,10 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from .dataset import Windows, genre_config, load_windows
-from .evaluate import window_metrics
-from .model import GeneratorConfig, TrainConfig, build_critic, build_generator
+from deepkeys.host.data.sources import genre_config, load_windows
+from deepkeys.host.data.windows import Windows
+from deepkeys.host.evaluate import window_metrics
+from deepkeys.host.model import GeneratorConfig, TrainConfig, build_critic, build_generator
 
 log = logging.getLogger("deepkeys.train")
 
@@ -100,7 +101,8 @@ class Trainer:
         for key, p in pred.items():
             if key == "mono":
                 gumbel = -tf.math.log(-tf.math.log(tf.random.uniform(tf.shape(p), 1e-6, 1 - 1e-6)))
-                soft = tf.nn.softmax((tf.math.log(p + 1e-8) + gumbel) / self.tcfg.gumbel_temperature)
+                soft = tf.nn.softmax((tf.math.log(p + 1e-8) + gumbel)
+                                     / self.tcfg.gumbel_temperature)
                 one_hot = tf.one_hot(tf.argmax(soft, axis=-1), self.cfg.n_classes)
                 hard[key] = one_hot + soft - tf.stop_gradient(soft)
             else:
@@ -285,7 +287,8 @@ def train(genre: str, run_dir: Path, epochs: int, seed: int, resume: bool, comma
     trainer = Trainer(cfg, tcfg, run_dir)
     if resume and trainer.manager.latest_checkpoint:
         trainer.ckpt.restore(trainer.manager.latest_checkpoint)
-        log.info("resume=%s epoch=%d", trainer.manager.latest_checkpoint, int(trainer.epoch.numpy()))
+        log.info("resume=%s epoch=%d", trainer.manager.latest_checkpoint,
+                 int(trainer.epoch.numpy()))
     trainer.write_config(genre, command)
     log.info("data train=%d validation=%d test=%d", len(data["train"]), len(data["validation"]),
              len(data["test"]))

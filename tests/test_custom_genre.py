@@ -3,21 +3,21 @@ of them broken, scanned, split, trained (tiny), exported and played."""
 
 from __future__ import annotations
 
-import numpy as np
 import mido
+import numpy as np
 import pytest
 
 from conftest import MELODIES, run_cli
 
 pytest.importorskip("tensorflow")
-from deepkeys.device.generation.card import load_card  # noqa: E402
-from deepkeys.device.generation.generator import Generator  # noqa: E402
-from deepkeys.device.generation.midifile import read_melody  # noqa: E402
-from deepkeys.host.custom import load_folder, scan_folder  # noqa: E402
-from deepkeys.host.dataset import BAND  # noqa: E402
-from deepkeys.host.export import calibration_set, export  # noqa: E402
-from deepkeys.host.model import GeneratorConfig, TrainConfig  # noqa: E402
-from deepkeys.host.train import Trainer, read_log  # noqa: E402
+from deepkeys.device.generation.card import load_card
+from deepkeys.device.generation.generator import Generator
+from deepkeys.device.generation.midifile import read_melody
+from deepkeys.host.data.band import BAND
+from deepkeys.host.data.folder import load_folder, scan_folder
+from deepkeys.host.export import calibration_set, export
+from deepkeys.host.model import GeneratorConfig, TrainConfig
+from deepkeys.host.train import Trainer, read_log
 
 TPB = 96
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
@@ -144,6 +144,7 @@ def test_custom_genre_trains_exports_and_accompanies(folder, tmp_path):
 
     card = export(run, "my band", tmp_path / "models", calibration_set(data["train"], cfg),
                   melody_center=76, history=rows, extra_provenance={}, dataset="my files")
+    assert card.path is not None
     card = load_card(card.path)
     assert {t.name: t.kind for t in card.tracks} == {
         "bass": "mono", "comp": "poly", "pad": "poly", "drums": "drums"}

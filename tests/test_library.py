@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import MELODIES, MODELS
-from deepkeys.device.generation.card import load_card
 from deepkeys.device.generation.arrange import compose
+from deepkeys.device.generation.card import load_card
 from deepkeys.device.generation.generator import Generator
 from deepkeys.device.generation.midifile import read_melody
+
+from conftest import MELODIES, MODELS
 
 STYLE_GENRES = ("rock", "pop", "jazz", "bossa", "blues", "funk", "country")
 SHIPPED = sorted(p.stem for p in MODELS.glob("*.json"))
@@ -45,7 +46,8 @@ def test_band_genres_have_drums_grooves_and_say_what_they_learned_from(genre):
     dataset = card.provenance["dataset"]
     assert "Style-template data" in dataset and "mma 21.09" in dataset
     assert all(g in dataset for g in card.grooves)
-    assert card.provenance["train_command"] == f"deepkeys train --genre {genre} --epochs 20 --seed 0"
+    command = card.provenance["train_command"]
+    assert command == f"deepkeys train --genre {genre} --epochs 20 --seed 0"
     # The seed picks the groove, so "generate again" can change the groove too.
     gen = Generator(card)
     melody = read_melody(MELODIES / "ode_to_joy.mid")
@@ -89,7 +91,7 @@ def test_symphony_reuses_the_chorale_model_and_says_so():
 def test_band_int8_agrees_with_its_float_weights(genre):
     pytest.importorskip("tensorflow")
     from deepkeys.host.commands import int8_float_agreement
-    from deepkeys.host.dataset import load_windows
+    from deepkeys.host.data.sources import load_windows
 
     card = load_card(MODELS / f"{genre}.json")
     test = load_windows(genre, bars=card.bars)["test"]

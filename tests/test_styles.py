@@ -12,15 +12,16 @@ import pytest
 
 from deepkeys.device.encoding import DRUM_CLASSES, REST, drum_class_of
 
-pytest.importorskip("tensorflow")  # host modules (dataset imports the model)
-from deepkeys.host import multitrack, styles  # noqa: E402
-from deepkeys.host.multitrack import MidiNote, grid_parts, line, role_of  # noqa: E402
+pytest.importorskip("tensorflow")  # host modules (the windows import the model)
+from deepkeys.host.data import mma, multitrack
+from deepkeys.host.data.multitrack import MidiNote, grid_parts, line, role_of
 
 needs_mma = pytest.mark.skipif(shutil.which("mma") is None,
                                reason="mma is not installed (make test installs it)")
 
 
-@pytest.mark.parametrize("name", ["multitrack", "styles", "evaluate", "dataset"])
+@pytest.mark.parametrize("name", ["data.multitrack", "data.mma", "evaluate", "data.windows",
+                                  "data.band", "data.sources"])
 def test_host_docstring_examples(name):
     module = importlib.import_module(f"deepkeys.host.{name}")
     assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
@@ -60,27 +61,27 @@ def test_chords_are_read_from_the_four_voices():
     def voices(*pitches):
         return np.array([[p] * 8 for p in pitches])
 
-    assert styles.chord_of(voices(67, 64, 60, 48)) == "C"
-    assert styles.chord_of(voices(69, 64, 60, 45)) == "Am"
-    assert styles.chord_of(voices(65, 59, 55, 43)) == "G7"
-    assert styles.chord_of(np.full((4, 8), REST)) is None
+    assert mma.chord_of(voices(67, 64, 60, 48)) == "C"
+    assert mma.chord_of(voices(69, 64, 60, 45)) == "Am"
+    assert mma.chord_of(voices(65, 59, 55, 43)) == "G7"
+    assert mma.chord_of(np.full((4, 8), REST)) is None
     # Two chords in a bar; a silent first bar (a pickup's) takes the chord after it.
     bar = np.concatenate([np.full((4, 16), REST), np.concatenate(
         [voices(67, 64, 60, 48), voices(67, 62, 59, 43)], axis=1)], axis=1)
-    assert styles.chord_progression(bar) == [["C", "C"], ["C", "G"]]
-    assert styles.mma_line(["C", "G"]) == "C / G /"
-    assert styles.mma_line(["F", "F"]) == "F / / /"
+    assert mma.chord_progression(bar) == [["C", "C"], ["C", "G"]]
+    assert mma.mma_line(["C", "G"]) == "C / G /"
+    assert mma.mma_line(["F", "F"]) == "F / / /"
 
 
 @needs_mma
 @pytest.mark.parametrize("genre", ["rock", "jazz", "bossa"])
 def test_mma_renders_each_groove_onto_drums_bass_and_comping(tmp_path, genre):
     progression = [[["C", "C"], ["F", "G7"], ["Am", "Am"], ["Dm", "G7"]]]
-    style = styles.STYLES[genre]
+    style = mma.STYLES[genre]
     out = tmp_path / "song.mid"
-    styles.render(progression, style.grooves[0], style.tempo_bpm, out)
+    mma.render(progression, style.grooves[0], style.tempo_bpm, out)
     notes, _ = multitrack.read_notes(out)
-    parts = grid_parts(notes, 64, swing=style.swing, roles=styles.mma_roles(notes))
+    parts = grid_parts(notes, 64, swing=style.swing, roles=mma.mma_roles(notes))
     hits = parts["drums"].onset
     assert hits.sum() >= 16  # a groove, at least a hit a beat
     assert (np.flatnonzero(hits.any(axis=1)) % 2 == 0).mean() >= 0.85  # on the 8th grid
@@ -96,11 +97,11 @@ def test_unknown_style_is_a_one_line_error():
     from deepkeys.device.errors import UserError
 
     with pytest.raises(UserError, match="no MMA recipe for genre 'polka'"):
-        styles.load_style_split("polka")
+        mma.load_style_split("polka")
 
 
 def test_windows_transpose_melody_and_pitched_parts_together():
-    from deepkeys.host.dataset import Windows
+    from deepkeys.host.data.windows import Windows
 
     n, steps = 4, 16
     melody = np.full((n, steps), 72, np.int16)

@@ -5,7 +5,8 @@ in 4/4 throughout, has a melody and an accompaniment, and holds at least one
 phrase (``bars`` bars) with melody in it. The melody is the track named by
 ``--melody-track`` or, by default, the highest mostly-monophonic pitched track; the
 other tracks map onto bass, comp, pad and drums by General MIDI program family
-(``multitrack``), as for MMA's renders. Every file that cannot be used is listed
+(:mod:`deepkeys.host.data.multitrack`, then :mod:`deepkeys.host.data.band`), as for
+MMA's renders. Every file that cannot be used is listed
 with its reason (logged, and returned by :func:`scan_folder`), never silently dropped.
 
 The split is by file, so no file's phrases are in two sets.
@@ -20,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deepkeys.device.encoding import STEPS_PER_BAR
+from deepkeys.device.encoding import STEPS_PER_BAR, STEPS_PER_BEAT
 from deepkeys.device.errors import UserError, first_line
-from .dataset import Windows
-from .multitrack import MidiNote, bars_of, grid_parts, line, read_notes, role_of
-from .styles import StylePiece, windows
+from deepkeys.host.data.band import BandPiece, band_windows
+from deepkeys.host.data.multitrack import MidiNote, bars_of, grid_parts, line, read_notes, role_of
+from deepkeys.host.data.windows import Windows
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,9 @@ MONOPHONIC = 0.9  # share of a melody track's sounding steps with a single pitch
 
 @dataclass
 class Scan:
-    pieces: list[StylePiece]
+    """What a folder holds: the usable pieces, and every other file with its reason."""
+
+    pieces: list[BandPiece]
     skipped: list[tuple[Path, str]]  # (file, reason)
 
 
@@ -61,7 +64,11 @@ class SkipFile(Exception):
     """A file that cannot be used; the message says why."""
 
 
-def read_piece(path: Path, melody_track: str | None, bars: int) -> StylePiece:
+def read_piece(path: Path, melody_track: str | None, bars: int) -> BandPiece:
+    """One file as a piece: its melody track's top line over its other tracks.
+
+    Raises :class:`SkipFile` with the reason when the file cannot be used.
+    """
     try:
         notes, mid = read_notes(path)
     except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
@@ -72,7 +79,7 @@ def read_piece(path: Path, melody_track: str | None, bars: int) -> StylePiece:
         raise SkipFile("not in 4/4 (" + ", ".join(f"{a}/{b}" for a, b in sorted(metres)) + ")")
     if not notes:
         raise SkipFile("no notes")
-    steps = bars_of(int(np.ceil(max(n.end for n in notes) * 4))) * STEPS_PER_BAR
+    steps = bars_of(int(np.ceil(max(n.end for n in notes) * STEPS_PER_BEAT))) * STEPS_PER_BAR
     melody_name = _melody_track(notes, steps, melody_track)
     accomp = [n for n in notes if n.track != melody_name]
     if not any(role_of(n.program, n.channel) for n in accomp):
@@ -82,10 +89,12 @@ def read_piece(path: Path, melody_track: str | None, bars: int) -> StylePiece:
     melody = grid_parts([n for n in notes if n.track == melody_name], steps,
                         roles={melody_name: "comp"})["comp"]
     pitch, onset = line(melody, top=True)
-    return StylePiece(path.name, "", pitch, onset, grid_parts(accomp, steps))
+    return BandPiece(path.name, "", pitch, onset, grid_parts(accomp, steps))
 
 
 def _melody_track(notes: list[MidiNote], steps: int, wanted: str | None) -> str:
+    """The track named ``wanted`` (any case), else the highest mostly-monophonic one that is
+    neither drums nor bass nor sound effects."""
     names = sorted({n.track for n in notes})
     if wanted is not None:
         match = [t for t in names if t.strip().lower() == wanted.strip().lower()]
@@ -117,6 +126,7 @@ def split_of(name: str) -> str:
 
 def load_folder(folder: str | Path, melody_track: str | None = None,
                 bars: int = 4) -> dict[str, Windows]:
+    """Train/validation/test windows of a folder's usable files, split by file."""
     scan = scan_folder(folder, melody_track, bars)
     if len(scan.pieces) < 3:
         raise UserError(f"{folder}: {len(scan.pieces)} usable MIDI files, need at least 3 "
@@ -127,10 +137,8 @@ def load_folder(folder: str | Path, melody_track: str | None = None,
     for needed, pick in (("test", names[0]), ("validation", names[-1])):
         if needed not in parts.values():
             parts[pick] = needed
-    sets = {}
-    for part in ("train", "validation", "test"):
-        chosen = [p for p in scan.pieces if parts[p.name] == part]
-        sets[part] = windows(chosen, bars) if chosen else None
-    if any(w is None or not len(w) for w in sets.values()):
+    chosen = {part: [p for p in scan.pieces if parts[p.name] == part]
+              for part in ("train", "validation", "test")}
+    if not all(chosen.values()):
         raise UserError(f"{folder}: too little music for train, validation and test phrases")
-    return sets
+    return {part: band_windows(pieces, bars) for part, pieces in chosen.items()}

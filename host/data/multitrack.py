@@ -15,17 +15,23 @@ start there. Drums keep only onsets, folded into :data:`DRUM_CLASSES`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import mido
 import numpy as np
 
-from deepkeys.device.encoding import DRUM_CLASSES, REST, STEPS_PER_BAR, STEPS_PER_BEAT, drum_class_of
+from deepkeys.device.encoding import (
+    DRUM_CLASSES,
+    REST,
+    STEPS_PER_BAR,
+    STEPS_PER_BEAT,
+    drum_class_of,
+)
+from deepkeys.device.gm import DRUM_CHANNEL
 
 ROLES = ("drums", "bass", "comp", "pad")
-DRUM_CHANNEL = 9
 
 
 def role_of(program: int, channel: int) -> str | None:
@@ -108,11 +114,16 @@ def unswing(beats: float) -> float:
 
 
 def to_step(beats: float, swing: bool = False) -> int:
-    return int(round((unswing(beats) if swing else beats) * STEPS_PER_BEAT))
+    """The nearest 16th step of a time in beats, first unswung if the music swings.
+
+    >>> to_step(1.5), to_step(2 / 3, swing=True)
+    (6, 2)
+    """
+    return round((unswing(beats) if swing else beats) * STEPS_PER_BEAT)
 
 
 def grid_parts(notes: Iterable[MidiNote], n_steps: int, swing: bool = False,
-               roles: dict[str, str | None] | None = None) -> dict[str, GridPart]:
+               roles: Mapping[str, str | None] | None = None) -> dict[str, GridPart]:
     """Notes -> one :class:`GridPart` per role (all of :data:`ROLES`, empty if unused).
 
     ``roles`` may name a role per track name, overriding the program family (a user's
@@ -143,7 +154,7 @@ def grid_parts(notes: Iterable[MidiNote], n_steps: int, swing: bool = False,
 def line(part: GridPart, top: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A pitched part as one monophonic voice: its lowest (bass) or highest (melody)
     sounding pitch at each step; a change of pitch starts a note."""
-    sounding = part.sounding.any(axis=1)
+    sounding = np.any(part.sounding, axis=1)
     rolls = part.sounding[:, ::-1] if top else part.sounding
     index = rolls.argmax(axis=1)
     pitch = np.where(sounding, 127 - index if top else index, REST).astype(np.int16)
@@ -155,4 +166,9 @@ def line(part: GridPart, top: bool = False) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bars_of(n_steps: int) -> int:
+    """How many bars ``n_steps`` steps span, a partial last bar counting as one.
+
+    >>> bars_of(16), bars_of(17)
+    (1, 2)
+    """
     return -(-n_steps // STEPS_PER_BAR)

@@ -5,7 +5,7 @@ of bars lines up with the device's 4/4 encoding. Parsing takes tens of seconds, 
 the result is cached as one .npz; the train/validation/test split is a committed
 file so that it never drifts between runs.
 
-    python -m deepkeys.host.chorales   # build the cache (and the split, once)
+    python -m deepkeys.host.data.chorales   # build the cache (and the split, once)
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump whenever parsing changes what a Chorale holds
 LOW, HIGH = 24, 107  # the MIDI range the models cover
-SPLIT_PATH = Path(__file__).parent / "splits" / "chorale.json"
+SPLIT_PATH = Path(__file__).parents[1] / "splits" / "chorale.json"  # package data of host/
 
 
 @dataclass
@@ -95,8 +95,8 @@ def parse_chorale(name: str) -> Chorale:
             notes += [Note(p.midi, start, end) for p in n.pitches]  # a chord: highest wins below
         voices.append(notes)
     n_steps = max(n.end for notes in voices for n in notes)
-    pitch, onset = zip(*(notes_to_voice(notes, n_steps) for notes in voices))
-    pitch, onset = np.stack(pitch), np.stack(onset)
+    pitches, onsets = zip(*(notes_to_voice(notes, n_steps) for notes in voices))
+    pitch, onset = np.stack(pitches), np.stack(onsets)
     sounding = pitch[pitch != REST]
     if sounding.min() < LOW or sounding.max() > HIGH:
         raise SkipChorale(f"pitch outside {LOW}..{HIGH}")
@@ -115,10 +115,12 @@ def _parse_or_reason(name: str) -> Chorale | str:
 
 
 def default_cache_dir() -> Path:
+    """Where parsed and rendered data is cached: ``$DEEPKEYS_CACHE`` or ~/.cache/deepkeys."""
     return Path(os.environ.get("DEEPKEYS_CACHE", Path.home() / ".cache" / "deepkeys"))
 
 
 def cache_path(cache_dir: Path | None = None) -> Path:
+    """The chorale cache's file in ``cache_dir`` (default: :func:`default_cache_dir`)."""
     # Keyed by the music21 version too: a new corpus or parser may change the data.
     # importlib.metadata avoids importing music21 (half a second) on a cache hit.
     m21 = importlib.metadata.version("music21")
@@ -201,7 +203,7 @@ def tune_groups(chorales: Sequence[Chorale], similar: float = 0.7) -> list[list[
         return i
 
     for i in range(len(keys)):
-        matcher = difflib.SequenceMatcher(None, b=keys[i], autojunk=False)  # caches b
+        matcher = difflib.SequenceMatcher(None, (), keys[i], autojunk=False)  # caches b
         for j in range(i):
             matcher.set_seq1(keys[j])
             # quick_ratio() bounds ratio() from above and rules out most pairs cheaply.
@@ -261,33 +263,8 @@ def windows(
     return np.stack(pitches), np.stack(onsets), names
 
 
-def random_transpose(
-    pitch: np.ndarray,
-    onset: np.ndarray,
-    rng: np.random.Generator,
-    low: int = LOW,
-    high: int = HIGH,
-    max_shift: int = 6,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Shift each window (axis 0) by a random semitone count in [-max_shift, max_shift - 1].
-
-    Only shifts that keep all of a window's sounding pitches in [low, high] are drawn;
-    a window that no shift fits stays as it is. 12 shifts by default: every key once.
-    """
-    sounding = pitch != REST
-    axes = tuple(range(1, pitch.ndim))
-    lo = np.where(sounding, pitch, high).min(axis=axes).astype(int)  # silent window: any shift fits
-    hi = np.where(sounding, pitch, low).max(axis=axes).astype(int)
-    shifts = np.arange(-max_shift, max_shift)
-    ok = (lo[:, None] + shifts >= low) & (hi[:, None] + shifts <= high)
-    ok[:, max_shift] |= ~ok.any(axis=1)
-    # A random key per admissible shift; the largest key picks uniformly among them.
-    choice = np.where(ok, rng.random(ok.shape), -1.0).argmax(axis=1)
-    shift = shifts[choice].reshape((-1,) + (1,) * (pitch.ndim - 1))
-    return np.where(sounding, pitch + shift, REST).astype(np.int16), onset.copy()
-
-
 def main() -> None:
+    """Build the cache (and the split, once) and log each set's size."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     chorales = load_chorales()
     if not SPLIT_PATH.exists():

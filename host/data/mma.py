@@ -4,15 +4,16 @@ The melodies and their harmony are real music: the Bach chorales (music21 corpus
 Their four voices are reduced to one or two chords a bar (:func:`chord_progression`),
 and Debian's ``mma`` (Musical MIDI Accompaniment, run as a program, never vendored)
 renders that progression in a genre's grooves. Its MIDI output is mapped onto the
-model's parts by General MIDI program family (``multitrack``): drums, bass, comping
-and pad. So the accompaniment is style-template data, and each model card says so.
+band's parts by General MIDI program family (:mod:`deepkeys.host.data.multitrack`,
+then :mod:`deepkeys.host.data.band`): drums, bass, comping and pad. So the accompaniment
+is style-template data, and each model card says so.
 
 One MMA run renders every chorale for one groove, back to back, a ``Groove`` command
 restarting the pattern at each chorale; that keeps MMA's start-up cost to a few runs
 per genre. Keys: the melody and the pitched parts are transposed together at
 training time, so every progression is heard in every key.
 
-    python -m deepkeys.host.styles rock     # build (or load) the cached dataset
+    python -m deepkeys.host.data.mma rock     # build (or load) the cached dataset
 """
 
 from __future__ import annotations
@@ -24,24 +25,24 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.npyio import NpzFile
 
 from deepkeys.device.atomic import atomic_open
-from deepkeys.device.encoding import REST, STEPS_PER_BAR
+from deepkeys.device.encoding import BEATS_PER_BAR, REST, STEPS_PER_BAR
 from deepkeys.device.errors import UserError
-from . import chorales
-from .dataset import Windows
-from .multitrack import GridPart, MidiNote, bars_of, grid_parts, line, read_notes
+from deepkeys.host.data import chorales
+from deepkeys.host.data.band import BandPiece, band_windows
+from deepkeys.host.data.multitrack import MidiNote, bars_of, grid_parts, read_notes
+from deepkeys.host.data.windows import Windows
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 4  # bump whenever rendering or mapping changes what the arrays hold
 STEPS_PER_CHORD = STEPS_PER_BAR // 2  # at most two chords a bar
-TRACKS = {"mono": ("bass",), "poly": ("comp", "pad"), "drums": ("drums",)}  # the model's parts
-POLY_ROLES = TRACKS["poly"]
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ def mma_line(bar: list[str]) -> str:
 
 
 def mma_version() -> str:
+    """The installed MMA's version line: renders differ between versions."""
     try:
         out = subprocess.run(["mma", "-v"], capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
@@ -153,31 +155,20 @@ def render(progressions: list[list[list[str]]], groove: str, tempo_bpm: float,
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "song.mma"
         script.write_text("\n".join(lines) + "\n")
-        result = subprocess.run(["mma", "-m", "100000", "-f", str(out_mid), str(script)], capture_output=True,
-                                text=True, timeout=600)
+        result = subprocess.run(["mma", "-m", "100000", "-f", str(out_mid), str(script)],
+                                capture_output=True, text=True, timeout=600)
     if result.returncode != 0 or not out_mid.exists():
         reason = (result.stderr or result.stdout).strip().splitlines()
         raise UserError(f"mma failed on groove {groove}: {reason[-1] if reason else 'no output'}")
 
 
-@dataclass
-class StylePiece:
-    """One chorale melody with one groove's accompaniment, on the step grid."""
-
-    name: str  # chorale name
-    groove: str
-    melody_pitch: np.ndarray  # (T,)
-    melody_onset: np.ndarray
-    parts: dict[str, GridPart]
-
-
-def render_genre(genre: str, names: list[str]) -> list[StylePiece]:
+def render_genre(genre: str, names: list[str]) -> list[BandPiece]:
     """Every named chorale accompanied in each of the genre's grooves."""
     style = STYLES[genre]
     by_name = {c.name: c for c in chorales.load_chorales()}
     pieces = [by_name[n] for n in names if n in by_name]
     progressions = [chord_progression(c.pitch) for c in pieces]
-    out: list[StylePiece] = []
+    out: list[BandPiece] = []
     with tempfile.TemporaryDirectory() as tmp:
         for groove in style.grooves:
             mid = Path(tmp) / f"{groove}.mid"
@@ -186,53 +177,28 @@ def render_genre(genre: str, names: list[str]) -> list[StylePiece]:
             bar = 0
             for piece, prog in zip(pieces, progressions):
                 steps = len(prog) * STEPS_PER_BAR
-                begin = bar * 4.0  # in beats
-                window = [n for n in notes if begin <= n.start < begin + len(prog) * 4]
-                shifted = [type(n)(n.pitch, n.start - begin, n.end - begin, n.channel,
-                                   n.program, n.track) for n in window]
+                begin, end = bar * BEATS_PER_BAR, (bar + len(prog)) * BEATS_PER_BAR
+                shifted = [replace(n, start=n.start - begin, end=n.end - begin)
+                           for n in notes if begin <= n.start < end]
                 parts = grid_parts(shifted, steps, swing=style.swing, roles=mma_roles(shifted))
                 melody_pitch = np.full(steps, REST, np.int16)
                 melody_onset = np.zeros(steps, bool)
                 melody_pitch[: piece.pitch.shape[1]] = piece.pitch[0]
                 melody_onset[: piece.pitch.shape[1]] = piece.onset[0]
-                out.append(StylePiece(piece.name, groove, melody_pitch, melody_onset, parts))
+                out.append(BandPiece(piece.name, groove, melody_pitch, melody_onset, parts))
                 bar += len(prog)
     return out
 
 
-def windows(pieces: list[StylePiece], bars: int, hop_bars: int = 1,
-            grooves: tuple[str, ...] = ()) -> Windows:
-    """Every ``bars``-bar window with some melody, ``hop_bars`` apart: the bass part as
-    one voice (its lowest line), comping and pad as polyphonic parts, and the drums."""
-    steps = bars * STEPS_PER_BAR
-    cols: dict[str, list] = {f.name: [] for f in fields(Windows)}
-    for p in pieces:
-        total = len(p.melody_pitch)
-        bass_pitch, bass_onset = line(p.parts["bass"])
-        for start in range(0, total - steps + 1, hop_bars * STEPS_PER_BAR):
-            sl = slice(start, start + steps)
-            if not (p.melody_pitch[sl] != REST).any():
-                continue
-            cols["melody_pitch"].append(p.melody_pitch[sl])
-            cols["melody_onset"].append(p.melody_onset[sl])
-            cols["mono_pitch"].append(bass_pitch[None, sl])
-            cols["mono_onset"].append(bass_onset[None, sl])
-            cols["poly"].append(np.stack([p.parts[r].sounding[sl] for r in POLY_ROLES]))
-            cols["poly_onset"].append(np.stack([p.parts[r].onset[sl].any(axis=1)
-                                                for r in POLY_ROLES]))
-            cols["drums"].append(p.parts["drums"].onset[None, sl])
-            cols["names"].append(p.name)
-            cols["groove"].append(grooves.index(p.groove) if grooves else 0)
-    return Windows(**{k: (v if k == "names" else np.stack(v)) for k, v in cols.items()})
-
-
 def _cache_path(genre: str) -> Path:
+    """Where a genre's windows are cached: one file per genre, its recipe key inside."""
     return chorales.default_cache_dir() / f"style-{genre}.npz"
 
 
 def _recipe_key(genre: str) -> str:
+    """A hash of everything the cached windows depend on."""
     recipe = {"version": CACHE_VERSION, "style": STYLES[genre].__dict__, "mma": mma_version(),
-              "split": json.loads(chorales.SPLIT_PATH.read_text())}
+              "split": chorales.load_split()}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=list).encode()).hexdigest()
 
 
@@ -253,30 +219,35 @@ def load_style_split(genre: str, bars: int = 4) -> dict[str, Windows]:
                 return {part: _from_npz(z, part) for part in split}
     names = [n for part in split.values() for n in part]
     pieces = render_genre(genre, names)
-    sets = {part: windows([p for p in pieces if p.name in set(members)], bars,
-                          grooves=STYLES[genre].grooves)
+    sets = {part: band_windows([p for p in pieces if p.name in set(members)], bars,
+                               grooves=STYLES[genre].grooves)
             for part, members in split.items()}
-    arrays: dict[str, np.ndarray] = {"key": np.array(key), "bars": np.array(bars)}
+    arrays = {"key": np.array(key), "bars": np.array(bars)}
     for part, w in sets.items():
-        for f in fields(Windows):
-            arrays[f"{part}/{f.name}"] = np.array(getattr(w, f.name))
+        for column in fields(Windows):
+            arrays[f"{part}/{column.name}"] = np.array(getattr(w, column.name))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:
-        np.savez_compressed(f, **arrays)
+        np.savez_compressed(f, allow_pickle=False, **arrays)  # as it is read back
     log.info("style=%s cached=%s %s", genre, path,
              " ".join(f"{p}={len(w)}" for p, w in sets.items()))
     return sets
 
 
-def _from_npz(z, part: str) -> Windows:
-    cols = {f.name: z[f"{part}/{f.name}"] for f in fields(Windows)}
-    cols["names"] = [str(n) for n in cols["names"]]
-    return Windows(**cols)
+def _from_npz(z: NpzFile, part: str) -> Windows:
+    """One set's windows from the cache."""
+    arrays = {f.name: z[f"{part}/{f.name}"] for f in fields(Windows) if f.name != "names"}
+    return Windows(**arrays, names=[str(n) for n in z[f"{part}/names"]])
+
+
+def main() -> None:
+    """Build (or load) the cached windows of the genres named on the command line, or all."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for genre in sys.argv[1:] or list(STYLES):
+        sets = load_style_split(genre)
+        print(genre, {part: len(w) for part, w in sets.items()})
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for g in sys.argv[1:] or list(STYLES):
-        sets = load_style_split(g)
-        print(g, {p: len(w) for p, w in sets.items()})
+    main()
     os._exit(0)
