@@ -129,9 +129,9 @@ def measure(period: int, notes: int = 200, seed: int = 0) -> E2eResult:
         server.stop()
     templates = key_templates(config, rate)
     latency = []
-    for key in tapped:
-        start = key.sample
-        found = match_delay(audio, start, templates[key.note], int(SEARCH_S * rate))
+    for tap in tapped:
+        start = tap.sample
+        found = match_delay(audio, start, templates[tap.note], int(SEARCH_S * rate))
         if found is not None:
             latency.append((found[0] - start) / rate * 1e3)
     return E2eResult(period, rate, notes, tuple(latency), underruns, xruns)

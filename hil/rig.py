@@ -34,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,16 +189,16 @@ models = [{models}]
         ready_before = self.count_notify("READY=1")
         log = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen(
+            self.proc = proc = subprocess.Popen(
                 [sys.executable, "-m", "deepkeys.device.cli", "run", "--config",
                  str(self.config_path)], env=self.daemon_env(), stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         finally:
             log.close()
-        self.wait_for(lambda: self.count_notify("READY=1") > ready_before or self.proc.poll(),
+        self.wait_for(lambda: self.count_notify("READY=1") > ready_before or proc.poll(),
                       READY_TIMEOUT_S, "the daemon's READY=1")
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"deepkeys run exited {self.proc.returncode}:\n{self.log_tail()}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"deepkeys run exited {proc.returncode}:\n{self.log_tail()}")
         self.wait_for(lambda: len(self.recorder.connections()) == 2, 10,
                       "the daemon's ALSA jack PCM connecting to the recorder")
         self.wait_for(lambda: self.status().get("midi", {}).get("ports"), 10,
@@ -277,7 +277,7 @@ models = [{models}]
             finally:
                 first.set()
 
-        self._monitor_stream = stream
+        self._monitor_stream: Generator[dict[str, Any], None, None] | None = stream
         self._spawn(read, "hil-monitor")
         first.wait(5)
         # The generator connects lazily: wait until the daemon counts us as a subscriber.
@@ -305,9 +305,11 @@ models = [{models}]
 
     # ---------------------------------------------------------------- notify socket
     def _read_notify(self) -> None:
+        notify = self._notify
+        assert notify is not None  # bound before this thread starts
         while not self._closed:
             try:
-                data = self._notify.recv(4096)
+                data = notify.recv(4096)
             except TimeoutError:
                 continue
             except OSError:

@@ -48,7 +48,8 @@ def test_match_delay_times_a_note_to_the_sample_under_another_notes_sound() -> N
     audio = note(55, 48000)                  # one second of G3, still sounding
     audio[20000:] += note(72, 28000)         # C5 struck at sample 20,000
     template = note(72, 1200)
-    assert match_delay(audio, 19000, template, 3840)[0] == 20000
+    found = match_delay(audio, 19000, template, 3840)
+    assert found is not None and found[0] == 20000
     assert match_delay(audio, 0, note(84, 1200), 3840) is None  # a key never struck
 
 

@@ -40,11 +40,13 @@ socket = "{tmp_path / 'ctl.sock'}"
         kb = VirtualKeyboard("pins-kbd")
         daemon = Daemon(load_config(tmp_path / "config.toml"))
         daemon.start()
+    box, panel = daemon.box, daemon.panel
+    assert box is not None and panel is not None
     loop = threading.Thread(target=daemon.run, daemon=True)
     loop.start()
 
     def press(name: str) -> None:
-        pin = daemon.panel.pin_factory.pin(PINS[name])
+        pin = panel.pin_factory.pin(PINS[name])
         pin.drive_low()  # buttons pull up: pressed is low
         time.sleep(0.08)  # past the 20 ms debounce
         pin.drive_high()
@@ -58,19 +60,18 @@ socket = "{tmp_path / 'ctl.sock'}"
             kb.note_off(note)
             time.sleep(0.05)
         deadline = time.monotonic() + 5
-        while daemon.box.take is None and time.monotonic() < deadline:
+        while box.take is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert daemon.box.take is not None and [n.pitch for n in daemon.box.take.notes] == \
-            [67, 69, 71, 72]
+        assert box.take is not None and [n.pitch for n in box.take.notes] == [67, 69, 71, 72]
         press("generate")
         # The state changes first and the PLAY LED follows in the same dispatch, on the
         # daemon's thread: wait for both, or this thread can read between the two.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not (
-                daemon.box.state == "playing" and daemon.panel.leds["play"] == "on"):
+                box.state == "playing" and panel.leds["play"] == "on"):
             time.sleep(0.02)
-        assert daemon.box.state == "playing"
-        assert daemon.panel.leds["play"] == "on"
+        assert box.state == "playing"
+        assert panel.leds["play"] == "on"
         time.sleep(1.0)
     finally:
         daemon.request_stop()

@@ -131,7 +131,7 @@ def generated_parts(card: ModelCard, windows: Windows, seed: int = 0,
     generator = Generator(card)
     steps = windows.melody_pitch.shape[1]
     return [generator.accompany(voice_to_notes(windows.melody_pitch[i], windows.melody_onset[i]),
-                                steps, seed=seed + i, temperature=temperature)
+                                steps, seed=seed + i, temperature=temperature).parts
             for i in range(len(windows))]
 
 

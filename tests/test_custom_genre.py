@@ -151,7 +151,7 @@ def test_custom_genre_trains_exports_and_accompanies(folder, tmp_path):
     drums = next(t for t in card.tracks if t.kind == "drums")
     assert drums.channel == 9 and len(drums.drum_notes) == len(DRUM_CLASSES)
     melody = read_melody(MELODIES / "twinkle.mid")
-    parts = Generator(card).accompany(melody.notes, melody.n_steps, seed=0)
+    parts = Generator(card).accompany(melody.notes, melody.n_steps, seed=0).parts
     assert set(parts) == {"bass", "comp", "pad", "drums"}
     for notes in parts.values():
         assert all(0 <= n.start < n.end <= melody.n_steps for n in notes)

@@ -32,7 +32,7 @@ import select
 import socket
 import stat
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -434,7 +434,7 @@ class ControlClient:
             raise UserError("deepkeys daemon closed the connection")
         return json.loads(line)
 
-    def stream(self) -> Iterator[dict[str, Any]]:
+    def stream(self) -> Generator[dict[str, Any], None, None]:
         """Yield the daemon's events, one dict each, until it hangs up.
 
         Uses its own connection; closing the generator closes it.

@@ -147,7 +147,8 @@ class Panel(Worker):
 
         # A factory made here by name is ours to close; one passed in is the caller's.
         self._own_factory = isinstance(pin_factory, str)
-        self.pin_factory = make_pin_factory(pin_factory) if self._own_factory else pin_factory
+        # A gpiozero factory (gpiozero has no types): ours when made from a name here.
+        self.pin_factory: Any = make_pin_factory(pin_factory) if self._own_factory else pin_factory
         try:
             for name, pin in buttons.items():
                 device = DigitalInputDevice(pin, pull_up=pull_up, bounce_time=None,

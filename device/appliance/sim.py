@@ -154,7 +154,8 @@ class SimController:
     def _midi(self, kind: str, note: int, velocity: int) -> None:
         import mido
 
-        self.daemon.midi.send(mido.Message(kind, note=note, velocity=velocity))
+        if self.daemon.midi is not None:
+            self.daemon.midi.send(mido.Message(kind, note=note, velocity=velocity))
 
     def _button(self, name: str, kind: str, now: float) -> None:
         try:

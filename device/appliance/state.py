@@ -211,12 +211,15 @@ class Appliance:
 
     def _tick(self, t: float) -> list[Action]:
         actions: list[Action] = []
-        if self._mode == COUNT_IN and self.recorder.phase(t) != "count_in":
+        recorder = self.recorder
+        if recorder is None:  # neither counting in nor recording
+            return actions
+        if self._mode == COUNT_IN and recorder.phase(t) != "count_in":
             self._mode = RECORDING
             actions.append(_led("rec", "on"))
-        if self._mode == RECORDING and self.recorder.phase(t) == "full":
+        if self._mode == RECORDING and recorder.phase(t) == "full":
             # End exactly at the last bar line, not at this (slightly late) tick.
-            actions += self._finish_take(self.recorder.end_t)
+            actions += self._finish_take(recorder.end_t)
         return actions
 
     # --- RECORD -----------------------------------------------------------------------
@@ -229,7 +232,7 @@ class Appliance:
             return self._finish_take(t)
         actions = self._stop_loop() if self._mode == PLAYING else []
         self.recorder = TakeRecorder(self.tempo_bpm, t, self.count_in_bars, self.max_bars,
-                                 self.rhythm_assist)
+                                     self.rhythm_assist)
         if self.count_in_bars:
             self._mode = COUNT_IN
             actions.append(_led("rec", "blink"))
@@ -248,7 +251,7 @@ class Appliance:
         return [action("stop_metronome"), _led("rec", "off")]
 
     def _finish_take(self, t: float) -> list[Action]:
-        take = self.recorder.stop(t)
+        take = self.recorder.stop(t) if self.recorder is not None else None
         self.recorder = None
         self._mode = IDLE
         actions = [action("stop_metronome"), _led("rec", "off")]

@@ -35,8 +35,8 @@ def accent(step: int, base: int, amount: float) -> int:
 
 
 def arrange(melody: Melody, parts: dict[str, list[Note]], card: ModelCard,
-            tempo_bpm: float | None = None) -> Composition:
-    """Melody plus generated parts -> a composition, melody first."""
+            tempo_bpm: float | None = None, groove: str | None = None) -> Composition:
+    """Melody plus generated parts -> a composition, melody first; ``groove`` is recorded."""
     playback = card.playback
     tracks = [Track("melody", playback.melody_program, list(melody.notes),
                     channel=MELODY_CHANNEL)]
@@ -46,12 +46,11 @@ def arrange(melody: Melody, parts: dict[str, list[Note]], card: ModelCard,
         tracks.append(Track(spec.name, spec.program, notes, is_drum=spec.is_drum,
                             channel=DRUM_CHANNEL if spec.is_drum else spec.channel))
     return Composition(tracks, melody.n_steps, tempo_bpm or melody.tempo_bpm,
-                       swing=playback.swing)
+                       swing=playback.swing, groove=groove)
 
 
 def compose(melody: Melody, generator: Generator, seed: int = 0, tempo_bpm: float | None = None,
             temperature: float | None = None) -> Composition:
-    parts = generator.accompany(melody.notes, melody.n_steps, seed=seed, temperature=temperature)
-    comp = arrange(melody, parts, generator.card, tempo_bpm)
-    comp.groove = generator.last_groove
-    return comp
+    """Accompany ``melody`` with ``generator`` and arrange the result; one seed, one result."""
+    made = generator.accompany(melody.notes, melody.n_steps, seed=seed, temperature=temperature)
+    return arrange(melody, made.parts, generator.card, tempo_bpm, groove=made.groove)

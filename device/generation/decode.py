@@ -160,9 +160,11 @@ def decode_track(
     The device (``generator``) and the host's evaluation both decode through here.
     ``threshold`` is the card's, for poly and drum tracks.
     """
-    if kind == "mono":
-        return voice_to_notes(*decode_voice(probs, onset_prob, pitch_low, temperature, rng))
-    if kind == "poly":
+    if kind in ("mono", "poly"):
+        if onset_prob is None:
+            raise ValueError(f"a {kind} track needs its onset output")
+        if kind == "mono":
+            return voice_to_notes(*decode_voice(probs, onset_prob, pitch_low, temperature, rng))
         return decode_poly(probs, onset_prob, pitch_low, temperature, rng, threshold=threshold)
     if kind == "drums":
         return decode_drums(probs, drum_notes, temperature, rng, threshold=threshold)

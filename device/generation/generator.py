@@ -14,12 +14,15 @@ Variation comes from the seed: it draws the noise input and the temperature
 sampling of each note (see ``decode``). The same seed gives the same output.
 
 >>> gen = Generator(load_card("models/chorale.json"))         # doctest: +SKIP
->>> parts = gen.accompany(melody.notes, melody.n_steps, seed=1)  # doctest: +SKIP
+>>> result = gen.accompany(melody.notes, melody.n_steps, seed=1)  # doctest: +SKIP
+>>> sorted(result.parts), result.groove                          # doctest: +SKIP
+(['alto', 'bass', 'tenor'], None)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +35,11 @@ from deepkeys.device.errors import UserError, first_line
 Voice = tuple[np.ndarray, np.ndarray]  # a melody window: (pitch, onset) over steps
 
 
-def _interpreter_class():
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # a fallback for images that only carry tflite-runtime
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+def _interpreter_class() -> type:
+    # Imported on first use: reading cards and listing genres must not load LiteRT.
+    # ai-edge-litert only: tflite-runtime breaks with numpy 2 and with current models.
+    from ai_edge_litert.interpreter import Interpreter
+
     return Interpreter
 
 
@@ -50,7 +53,6 @@ class Generator:
         except (ValueError, RuntimeError) as exc:
             raise UserError(f"{path}: not a loadable LiteRT model ({first_line(exc)})") from None
         self._interpreter = interpreter
-        self.last_groove: str | None = None  # the groove of the last accompaniment
         self._check(self._runner.get_input_details(), card.inputs, "input")
         self._check(self._runner.get_output_details(), card.outputs, "output")
 
@@ -88,8 +90,8 @@ class Generator:
     # --- a whole melody ---------------------------------------------------------------
     def accompany(self, melody: Sequence[Note], n_steps: int, seed: int = 0,
                   temperature: float | None = None,
-                  groove: int | None = None) -> dict[str, list[Note]]:
-        """The notes of every track of the card, within ``n_steps``.
+                  groove: int | None = None) -> Accompaniment:
+        """The notes of every track of the card, within ``n_steps``, and the groove played.
 
         A style genre plays one of its grooves throughout: ``groove`` (an index into
         ``card.grooves``) or, by default, one the seed picks.
@@ -101,7 +103,7 @@ class Generator:
             groove = int(rng.integers(len(card.grooves))) if groove is None else groove
             if not 0 <= groove < len(card.grooves):
                 raise UserError(f"groove {groove} is not one of {len(card.grooves)}")
-        self.last_groove = card.grooves[groove] if card.grooves else None
+        groove_name = card.grooves[groove] if card.grooves and groove is not None else None
         pitch, onset = notes_to_voice(melody, n_steps)
         shift = self._octave_shift(pitch)
         pitch = np.where(pitch == REST, REST, pitch + shift).astype(np.int16)
@@ -119,7 +121,7 @@ class Generator:
                                      track.threshold)
                 back = 0 if track.kind == "drums" else -shift  # drums have no register
                 parts[track.name].extend(_take(notes, start, take_from, stop, back))
-        return parts
+        return Accompaniment(parts, groove_name)
 
     def _octave_shift(self, pitch: np.ndarray) -> int:
         """Whole octaves that bring the melody's median to the model's learned centre."""
@@ -127,6 +129,15 @@ class Generator:
         if not len(sounding):
             return 0
         return int(round((self.card.melody_center - float(np.median(sounding))) / 12.0)) * 12
+
+
+@dataclass(frozen=True)
+class Accompaniment:
+    """What :meth:`Generator.accompany` made: the notes of each track, by the card's track
+    names, and the groove they play (None for a genre without grooves)."""
+
+    parts: dict[str, list[Note]]
+    groove: str | None = None
 
 
 def noise_vector(size: int, n_grooves: int = 0, groove: int | None = None,

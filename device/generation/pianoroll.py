@@ -148,16 +148,15 @@ def draw(
     if drums:
         image[pitched_height : pitched_height + 2] = LANE_GAP
     for step in range(0, n_steps, STEPS_PER_BEAT):
-        colour = BAR_LINE if step % STEPS_PER_BAR == 0 else BEAT_LINE
-        image[:, layout.x(step)] = colour
+        image[:, layout.x(step)] = BAR_LINE if step % STEPS_PER_BAR == 0 else BEAT_LINE
 
     # Accompaniment first, the melody last so it is never hidden.
     for index in reversed(range(len(comp.tracks))):
         track = comp.tracks[index]
-        colour = np.array(track_colour(index), dtype=np.float32)
+        track_rgb = np.array(track_colour(index), dtype=np.float32)
         for note in track.notes:
             y = layout.drum_y(note.pitch) if track.is_drum else layout.pitched_y(note.pitch)
-            _draw_note(image, layout, note, y, colour)
+            _draw_note(image, layout, note, y, track_rgb)
     return image, layout
 
 

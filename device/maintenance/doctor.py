@@ -63,14 +63,14 @@ def run_checks(config: str | os.PathLike[str] | None = None, *, sys_root: str = 
         cfg = Config()
         rows.append(Check("config", False, f"{exc} (the other checks use the defaults)"))
 
-    status = _daemon_status(cfg)
-    if isinstance(status, dict):
+    answer = _daemon_status(cfg)
+    status = answer if isinstance(answer, dict) else None
+    if status is not None:
         rows.append(Check("daemon", True, f"answering on {cfg.paths.socket}: "
                                           f"state={status.get('state')} "
                                           f"genre={status.get('genre') or '-'}"))
     else:
-        rows.append(Check("daemon", False, status))
-        status = None
+        rows.append(Check("daemon", False, str(answer)))
     rows.append(_guard("audio", lambda: check_audio(cfg, status)))
     rows.append(_guard("soundfont", lambda: check_soundfont(cfg)))
     rows.extend(check_models(cfg))

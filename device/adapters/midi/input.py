@@ -141,9 +141,12 @@ class MidiInput(Worker):
         self._logged_at = float("-inf")
         self._virtual: tuple[str, Closer] | None = None
 
-        self.sim: SimPorts | None = SimPorts() if api is None else None
-        self._backend: SimPorts | RtMidiPorts = self.sim or RtMidiPorts(api, client_name,
-                                                                          read_s)
+        self.sim: SimPorts | None = None
+        self._backend: SimPorts | RtMidiPorts
+        if api is None:
+            self.sim = self._backend = SimPorts()
+        else:
+            self._backend = RtMidiPorts(api, client_name, read_s)
         try:
             if virtual_port:
                 closer = self._backend.open_virtual(virtual_port, self._callback())
