@@ -36,9 +36,9 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 from deepkeys.device.errors import UserError, one_line
@@ -151,13 +151,19 @@ _CC = _Int("a MIDI controller number 0..127", 0, 127)
 # --------------------------------------------------------------------------- the tree
 @dataclass(frozen=True)
 class MidiConfig:
-    api: str = _key("alsa", _choice("alsa", "jack", "sim"),
-                    "python-rtmidi on the ALSA sequencer or JACK; sim = an in-process port")
+    api: str = _key(
+        "alsa",
+        _choice("alsa", "jack", "sim"),
+        "python-rtmidi on the ALSA sequencer or JACK; sim = an in-process port",
+    )
     input_ports: tuple[str, ...] = _key(
-        (), _List("a list of strings"),
-        "open inputs whose name contains one of these; [] = all hardware inputs")
+        (),
+        _List("a list of strings"),
+        "open inputs whose name contains one of these; [] = all hardware inputs",
+    )
     virtual_port_name: str = _key(
-        "deepkeys", _Str("a non-empty string", empty_ok=False), "the daemon's own MIDI port")
+        "deepkeys", _Str("a non-empty string", empty_ok=False), "the daemon's own MIDI port"
+    )
 
 
 @dataclass(frozen=True)
@@ -167,15 +173,18 @@ class AudioConfig:
     period: int = _key(128, _Int("an integer 16..4096", 16, 4096), "frames per ALSA period")
     periods: int = _key(2, _Int("an integer 2..16", 2, 16), "periods in the ALSA buffer")
     soundfont: str = _key(
-        "auto", _Str("a non-empty string", empty_ok=False),
-        '"auto" = $DEEPKEYS_SOUNDFONT or the first Debian GM SoundFont, else a .sf2 path')
+        "auto",
+        _Str("a non-empty string", empty_ok=False),
+        '"auto" = $DEEPKEYS_SOUNDFONT or the first Debian GM SoundFont, else a .sf2 path',
+    )
 
 
 @dataclass(frozen=True)
 class SynthConfig:
     gain: float = _key(0.5, _Float("a number 0.0..10.0", 0.0, 10.0), "FluidSynth master gain")
-    live_program: int = _key(0, _Int("a GM program number 0..127", 0, 127),
-                             "the instrument the keys play live")
+    live_program: int = _key(
+        0, _Int("a GM program number 0..127", 0, 127), "the instrument the keys play live"
+    )
 
 
 @dataclass(frozen=True)
@@ -198,16 +207,24 @@ class LedPins:
 @dataclass(frozen=True)
 class PanelConfig:
     pin_factory: str = _key(
-        "auto", _choice("auto", "lgpio", "rpigpio", "pigpio", "native", "mock"),
-        "gpiozero pin factory; auto = gpiozero's choice, mock = no hardware")
+        "auto",
+        _choice("auto", "lgpio", "rpigpio", "pigpio", "native", "mock"),
+        "gpiozero pin factory; auto = gpiozero's choice, mock = no hardware",
+    )
     debounce_ms: int = _key(20, _Int("an integer 0..1000", 0, 1000))
     long_press_ms: int = _key(600, _Int("an integer 100..10000", 100, 10000))
-    repeat_ms: int = _key(150, _Int("an integer 20..2000", 20, 2000),
-                          "TEMPO held: one step per this")
+    repeat_ms: int = _key(
+        150, _Int("an integer 20..2000", 20, 2000), "TEMPO held: one step per this"
+    )
     genre_leds: tuple[int, ...] = _key(
-        (), _List(f"a list of at most {MAX_GENRE_LEDS} BCM pin numbers 0..27", _PIN,
-                  max_len=MAX_GENRE_LEDS),
-        "one LED per genre slot, in the order of the installed genres")
+        (),
+        _List(
+            f"a list of at most {MAX_GENRE_LEDS} BCM pin numbers 0..27",
+            _PIN,
+            max_len=MAX_GENRE_LEDS,
+        ),
+        "one LED per genre slot, in the order of the installed genres",
+    )
     buttons: ButtonPins = field(default_factory=ButtonPins)
     leds: LedPins = field(default_factory=LedPins)
 
@@ -222,26 +239,35 @@ class PanelConfig:
 class PlayerConfig:
     tempo_bpm: int = _key(100, _Int(f"an integer {TEMPO_MIN}..{TEMPO_MAX}", TEMPO_MIN, TEMPO_MAX))
     rhythm_assist: bool = _key(
-        True, _Bool("true or false"),
-        "save takes snapped to the 16th grid; false = as played (the model always reads the grid)")
-    metronome: bool = _key(True, _Bool("true or false"),
-                           "click while recording too (the count-in always clicks)")
+        True,
+        _Bool("true or false"),
+        "save takes snapped to the 16th grid; false = as played (the model always reads the grid)",
+    )
+    metronome: bool = _key(
+        True, _Bool("true or false"), "click while recording too (the count-in always clicks)"
+    )
     max_bars: int = _key(8, _Int("an integer 1..32", 1, 32), "recording stops by itself after this")
     count_in_bars: int = _key(1, _Int("an integer 0..4", 0, 4))
     default_genre: str = _key("", _Str("a string"), '"" = the first installed genre')
-    first_seed: int = _key(-1, _Int("an integer 0..999999, or -1", -1, 999_999),
-                           "the first generation's seed, the next ones count up; "
-                           "-1 = from the clock (new variations after each start)")
+    first_seed: int = _key(
+        -1,
+        _Int("an integer 0..999999, or -1", -1, 999_999),
+        "the first generation's seed, the next ones count up; "
+        "-1 = from the clock (new variations after each start)",
+    )
 
 
 @dataclass(frozen=True)
 class PathsConfig:
-    state_dir: Path = _key(Path("/var/lib/deepkeys"), _Path("a path"),
-                           "compositions, takes and deployed models")
+    state_dir: Path = _key(
+        Path("/var/lib/deepkeys"), _Path("a path"), "compositions, takes and deployed models"
+    )
     socket: Path = _key(Path("/run/deepkeys/control.sock"), _Path("a path"))
     models: tuple[Path, ...] = _key(
-        (), _List("a non-empty list of paths", _Path("a path"), min_len=1),
-        "genre model folders, earliest wins; default [state_dir/models, shipped models]")
+        (),
+        _List("a non-empty list of paths", _Path("a path"), min_len=1),
+        "genre model folders, earliest wins; default [state_dir/models, shipped models]",
+    )
 
     def __post_init__(self) -> None:
         # The default follows state_dir, so moving state_dir moves the deployed models with it.
@@ -252,8 +278,10 @@ class PathsConfig:
 @dataclass(frozen=True)
 class PublishConfig:
     command: tuple[str, ...] = _key(
-        (), _List('a list of strings (placeholders "{mid}", "{json}")'),
-        'run after each saved composition, e.g. ["rsync", "{mid}", "nas:/music/"]; [] = none')
+        (),
+        _List('a list of strings (placeholders "{mid}", "{json}")'),
+        'run after each saved composition, e.g. ["rsync", "{mid}", "nas:/music/"]; [] = none',
+    )
 
     def argv(self, mid: str | os.PathLike[str], json_path: str | os.PathLike[str]) -> list[str]:
         """The command for one saved composition, placeholders filled in.
@@ -262,8 +290,9 @@ class PublishConfig:
         ['cp', '/x/a.mid', '/srv/']
         """
         # str.replace, not str.format: other braces in an argument stay as written.
-        return [a.replace("{mid}", str(mid)).replace("{json}", str(json_path))
-                for a in self.command]
+        return [
+            a.replace("{mid}", str(mid)).replace("{json}", str(json_path)) for a in self.command
+        ]
 
 
 @dataclass(frozen=True)
@@ -292,9 +321,13 @@ class Config:
 
 
 # --------------------------------------------------------------------------- loading
-def hardware_free_config(state_dir: str | os.PathLike[str], socket: str | os.PathLike[str],
-                         models: Sequence[str | os.PathLike[str]] | None = None,
-                         panel: str = "", extra: str = "") -> str:
+def hardware_free_config(
+    state_dir: str | os.PathLike[str],
+    socket: str | os.PathLike[str],
+    models: Sequence[str | os.PathLike[str]] | None = None,
+    panel: str = "",
+    extra: str = "",
+) -> str:
     """A config for a machine without the appliance's hardware: sim MIDI, the null audio
     device and mock pins. ``panel`` adds lines to [panel]; ``extra`` adds sections. Paths
     are quoted as TOML strings, so any character in them is safe.
@@ -302,9 +335,18 @@ def hardware_free_config(state_dir: str | os.PathLike[str], socket: str | os.Pat
     >>> print(hardware_free_config("/tmp/s", "/tmp/c.sock").splitlines()[-2])
     state_dir = "/tmp/s"
     """
-    lines = ['[midi]', 'api = "sim"', '[audio]', 'device = "null"', '[panel]',
-             'pin_factory = "mock"', *panel.splitlines(), '[paths]',
-             f"state_dir = {json.dumps(str(state_dir))}", f"socket = {json.dumps(str(socket))}"]
+    lines = [
+        "[midi]",
+        'api = "sim"',
+        "[audio]",
+        'device = "null"',
+        "[panel]",
+        'pin_factory = "mock"',
+        *panel.splitlines(),
+        "[paths]",
+        f"state_dir = {json.dumps(str(state_dir))}",
+        f"socket = {json.dumps(str(socket))}",
+    ]
     if models is not None:
         lines.append(f"models = [{', '.join(json.dumps(str(m)) for m in models)}]")
     return "\n".join(lines) + "\n" + extra
@@ -387,15 +429,19 @@ def _check_whole(config: Config) -> None:
     """Rules across keys: each GPIO pin used once, distinct transport CCs, known placeholders."""
     panel = config.panel
     pins: dict[int, str] = {}
-    uses = [(f"panel.buttons.{f.name}", getattr(panel.buttons, f.name))
-            for f in dataclasses.fields(ButtonPins)]
-    uses += [(f"panel.leds.{f.name}", getattr(panel.leds, f.name))
-             for f in dataclasses.fields(LedPins)]
+    uses = [
+        (f"panel.buttons.{f.name}", getattr(panel.buttons, f.name))
+        for f in dataclasses.fields(ButtonPins)
+    ]
+    uses += [
+        (f"panel.leds.{f.name}", getattr(panel.leds, f.name)) for f in dataclasses.fields(LedPins)
+    ]
     uses += [(f"panel.genre_leds[{i}]", pin) for i, pin in enumerate(panel.genre_leds)]
     for key, pin in uses:
         if pin in pins:
-            raise _Problem(f"{key} must be a pin not used elsewhere, got {pin} "
-                           f"(already {pins[pin]})")
+            raise _Problem(
+                f"{key} must be a pin not used elsewhere, got {pin} (already {pins[pin]})"
+            )
         pins[pin] = key
 
     ccs: dict[int, str] = {}
@@ -408,8 +454,10 @@ def _check_whole(config: Config) -> None:
     for arg in config.publish.command:
         for placeholder in re.findall(r"\{[A-Za-z_]*\}", arg):
             if placeholder not in PLACEHOLDERS:
-                raise _Problem(f'publish.command may only use the placeholders "{{mid}}" and '
-                               f'"{{json}}", got {_show(placeholder)}')
+                raise _Problem(
+                    f'publish.command may only use the placeholders "{{mid}}" and '
+                    f'"{{json}}", got {_show(placeholder)}'
+                )
 
 
 # --------------------------------------------------------------------------- writing
@@ -451,4 +499,3 @@ def _show(value: Any) -> str:
         return "a table"
     text = _toml(value) if isinstance(value, (bool, int, float, str, list)) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
-

@@ -54,6 +54,7 @@ class RollShape:
     def n_pitches(self) -> int:
         return self.pitch_high - self.pitch_low + 1
 
+
 # Drum parts are onsets of a few instrument classes, not of 47 GM drum notes: MMA's
 # styles and users' files spell the same groove with different notes (a side-stick
 # or a snare, a shaker or a cabasa). Each class lists its General MIDI notes, the

@@ -19,4 +19,3 @@ def kv(**fields: Any) -> str:
             text = json.dumps(text)
         parts.append(f"{key}={text}")
     return " ".join(parts)
-

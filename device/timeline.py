@@ -54,7 +54,9 @@ def track_events(comp: Composition, index: int) -> list[TimedEvent]:
         if not 0 <= note.pitch <= 127:
             raise ValueError(f"note pitch {note.pitch} is outside MIDI's 0..127")
         velocity = min(max(int(note.velocity), 1), 127)  # 0 would turn the note-on into a note-off
-        events.append((step_to_beats(note.start, comp.swing), NOTE_ON, channel, note.pitch, velocity))
+        events.append(
+            (step_to_beats(note.start, comp.swing), NOTE_ON, channel, note.pitch, velocity)
+        )
         events.append((step_to_beats(note.end, comp.swing), NOTE_OFF, channel, note.pitch, 0))
     events.sort(key=_sort_key)
     return events

@@ -29,8 +29,14 @@ def hz_midi(hz: float) -> float:
     return 69 + 12 * np.log2(hz / 440.0)
 
 
-def onset_after(audio: np.ndarray, start: int, rate: int, within_s: float = 0.25,
-                floor: float = FLOOR, rise: float = 1.8) -> int | None:
+def onset_after(
+    audio: np.ndarray,
+    start: int,
+    rate: int,
+    within_s: float = 0.25,
+    floor: float = FLOOR,
+    rise: float = 1.8,
+) -> int | None:
     """The first sample at or after ``start`` where a new sound begins, or None.
 
     Works on 1 ms RMS frames: the first frame louder than ``floor`` and ``rise``
@@ -39,11 +45,13 @@ def onset_after(audio: np.ndarray, start: int, rate: int, within_s: float = 0.25
     same threshold.
     """
     ms = max(1, rate // 1000)
-    lead = audio[max(0, start - 5 * ms): start]
-    base = max((float(np.sqrt(np.mean(lead[i:i + ms] ** 2))) for i in range(0, len(lead), ms)),
-               default=0.0)
+    lead = audio[max(0, start - 5 * ms) : start]
+    base = max(
+        (float(np.sqrt(np.mean(lead[i : i + ms] ** 2))) for i in range(0, len(lead), ms)),
+        default=0.0,
+    )
     threshold = max(floor, rise * base)
-    window = audio[start: start + int(within_s * rate)]
+    window = audio[start : start + int(within_s * rate)]
     n = len(window) // ms
     if n == 0:
         return None
@@ -51,13 +59,14 @@ def onset_after(audio: np.ndarray, start: int, rate: int, within_s: float = 0.25
     loud = np.flatnonzero(rms > threshold)
     if not len(loud):
         return None
-    frame = window[loud[0] * ms: (loud[0] + 1) * ms]
+    frame = window[loud[0] * ms : (loud[0] + 1) * ms]
     within = np.flatnonzero(np.abs(frame) > threshold)
     return start + int(loud[0] * ms + (within[0] if len(within) else 0))
 
 
-def match_delay(audio: np.ndarray, start: int, template: np.ndarray, within: int,
-                min_score: float = 0.5) -> tuple[int, float] | None:
+def match_delay(
+    audio: np.ndarray, start: int, template: np.ndarray, within: int, min_score: float = 0.5
+) -> tuple[int, float] | None:
     """Where ``template`` begins in ``audio`` at or after ``start``: (sample, score), or None.
 
     Normalized cross-correlation over every lag in ``0..within``; the best lag wins if
@@ -73,13 +82,13 @@ def match_delay(audio: np.ndarray, start: int, template: np.ndarray, within: int
     1000
     """
     n = len(template)
-    window = np.asarray(audio[start: start + within + n], dtype=np.float64)
+    window = np.asarray(audio[start : start + within + n], dtype=np.float64)
     if len(window) < n:
         return None
     size = 1 << (len(window) + n - 1).bit_length()  # by FFT: templates may be seconds long
     full = np.fft.irfft(np.fft.rfft(window, size) * np.conj(np.fft.rfft(template, size)), size)
     corr = full[: len(window) - n + 1]
-    power = np.concatenate([[0.0], np.cumsum(window ** 2)])
+    power = np.concatenate([[0.0], np.cumsum(window**2)])
     energy = power[n:] - power[:-n]
     score = corr / np.sqrt(np.maximum(energy, 1e-12) * float(np.dot(template, template)))
     best = int(np.argmax(score))
@@ -94,8 +103,9 @@ def _spectrum(segment: np.ndarray, rate: int, pad: int = 8) -> tuple[np.ndarray,
     return np.fft.rfftfreq(n * pad, 1 / rate), spec
 
 
-def detect_pitch(segment: np.ndarray, rate: int, low: int = 28, high: int = 100,
-                 harmonics: int = 4) -> float:
+def detect_pitch(
+    segment: np.ndarray, rate: int, low: int = 28, high: int = 100, harmonics: int = 4
+) -> float:
     """The fundamental of a (mostly) single note, as a fractional MIDI pitch.
 
     Harmonic product spectrum: the log spectrum summed at 1, 2, ... ``harmonics``
@@ -115,7 +125,7 @@ def detect_pitch(segment: np.ndarray, rate: int, low: int = 28, high: int = 100,
 def pitch_energy(segment: np.ndarray, rate: int, low: int = 21, high: int = 108) -> np.ndarray:
     """Energy at each MIDI pitch's fundamental (+-50 cents), pitches ``low..high``."""
     freqs, spec = _spectrum(segment, rate, pad=2)
-    power = spec ** 2
+    power = spec**2
     out = np.zeros(high - low + 1)
     for i, p in enumerate(range(low, high + 1)):
         band = (freqs >= midi_hz(p - 0.5)) & (freqs < midi_hz(p + 0.5))
@@ -126,13 +136,14 @@ def pitch_energy(segment: np.ndarray, rate: int, low: int = 21, high: int = 108)
 def band_energy(audio: np.ndarray, rate: int, lo_hz: float, hi_hz: float) -> float:
     """Share of the signal's energy between ``lo_hz`` and ``hi_hz``."""
     freqs, spec = _spectrum(audio, rate, pad=1)
-    power = spec ** 2
+    power = spec**2
     total = power.sum()
     return float(power[(freqs >= lo_hz) & (freqs < hi_hz)].sum() / total) if total else 0.0
 
 
-def high_flux(audio: np.ndarray, rate: int, hop_s: float = 0.005,
-              cutoff_hz: float = 4000.0) -> np.ndarray:
+def high_flux(
+    audio: np.ndarray, rate: int, hop_s: float = 0.005, cutoff_hz: float = 4000.0
+) -> np.ndarray:
     """Spectral flux above ``cutoff_hz``, one value per hop: where broadband hits are."""
     hop = int(hop_s * rate)
     n = 4 * hop

@@ -103,8 +103,9 @@ class JackRecorder:
     allocates). Recording runs from :meth:`start` on; :meth:`clear` starts over.
     """
 
-    def __init__(self, name: str = "hil-rec", seconds: float = 120.0,
-                 servername: str | None = None) -> None:
+    def __init__(
+        self, name: str = "hil-rec", seconds: float = 120.0, servername: str | None = None
+    ) -> None:
         import jack
 
         self.client = jack.Client(name, no_start_server=True, servername=servername)
@@ -149,8 +150,8 @@ class JackRecorder:
             self._next_frame = clock + frames
             n = self._n
             if n + frames <= len(self._buf):
-                self._buf[n:n + frames, 0] = self.inputs[0].get_array()
-                self._buf[n:n + frames, 1] = self.inputs[1].get_array()
+                self._buf[n : n + frames, 0] = self.inputs[0].get_array()
+                self._buf[n : n + frames, 1] = self.inputs[1].get_array()
                 self._n = n + frames
             else:
                 self.overflow = True
@@ -197,5 +198,6 @@ class JackRecorder:
 
     def connections(self) -> list[str]:
         """Who is connected to our audio inputs (the daemon's ALSA PCM, once it runs)."""
-        return sorted({p.name for port in self.inputs
-                       for p in self.client.get_all_connections(port)})
+        return sorted(
+            {p.name for port in self.inputs for p in self.client.get_all_connections(port)}
+        )

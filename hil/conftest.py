@@ -35,8 +35,9 @@ def make_rig(hil_jack: JackServer, tmp_path: Path) -> Iterator[Callable[..., Rig
     rigs: list[Rig] = []
 
     def make(start: bool = True, **options) -> Rig:
-        rig = Rig(hil_jack, tmp_path / f"rig{len(rigs)}", RigOptions(**options),
-                  name=f"hil{len(rigs)}")
+        rig = Rig(
+            hil_jack, tmp_path / f"rig{len(rigs)}", RigOptions(**options), name=f"hil{len(rigs)}"
+        )
         rigs.append(rig)
         return rig.start() if start else rig
 

@@ -115,8 +115,9 @@ def _die_with_parent() -> None:
         pass  # not Linux: stop() still ends it
 
 
-def start_jackd(period: int = 256, rate: int = 48000, pool: str = POOL,
-                pool_size: int = POOL_SIZE) -> JackServer:
+def start_jackd(
+    period: int = 256, rate: int = 48000, pool: str = POOL, pool_size: int = POOL_SIZE
+) -> JackServer:
     """Start ``jackd -d dummy`` on the first free name of the pool; raises JackUnavailable."""
     jackd = shutil.which("jackd")
     if jackd is None:
@@ -151,10 +152,14 @@ def _start(jackd: str, name: str, period: int, rate: int) -> JackServer:
     """Start one jackd; return once a client can connect, else raise why it could not."""
     env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
     with tempfile.TemporaryFile() as output:
-        proc = subprocess.Popen([jackd, *_scheduling(), "-n", name, "-d", "dummy",
-                                 "-r", str(rate), "-p", str(period)],
-                                stdout=output, stderr=subprocess.STDOUT, env=env,
-                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            [jackd, *_scheduling(), "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(period)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
         server = JackServer(name, proc, rate, period)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -165,11 +170,17 @@ def _start(jackd: str, name: str, period: int, rate: int) -> JackServer:
             if proc.poll() is not None:
                 output.seek(0)
                 lines = output.read().decode(errors="replace").strip().splitlines()
-                bad = [ln for ln in lines if any(w in ln.lower() for w in
-                                                 ("fail", "error", "cannot", "too many"))]
-                raise JackUnavailable(f"jackd could not start (exit {proc.returncode}): "
-                                      f"{(bad or lines or ['no output'])[0]}")
+                bad = [
+                    ln
+                    for ln in lines
+                    if any(w in ln.lower() for w in ("fail", "error", "cannot", "too many"))
+                ]
+                raise JackUnavailable(
+                    f"jackd could not start (exit {proc.returncode}): "
+                    f"{(bad or lines or ['no output'])[0]}"
+                )
             time.sleep(0.1)
         server.stop()
-        raise JackUnavailable(f"jackd could not start: no client could connect within "
-                              f"{START_TIMEOUT_S:g} s")
+        raise JackUnavailable(
+            f"jackd could not start: no client could connect within {START_TIMEOUT_S:g} s"
+        )

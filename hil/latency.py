@@ -72,17 +72,24 @@ class E2eResult:
 
     def row(self) -> str:
         ms = np.asarray(self.latency_ms)
-        p50, p99, top = (np.percentile(ms, 50), np.percentile(ms, 99), ms.max()) if len(ms) \
+        p50, p99, top = (
+            (np.percentile(ms, 50), np.percentile(ms, 99), ms.max())
+            if len(ms)
             else (float("nan"),) * 3
+        )
         met = "yes" if p99 <= self.target_ms else "no"
         spread = ", ".join(f"{n}: {c}" for n, c in self.in_periods().items())
-        return (f"| {self.period} ({self.period / self.rate * 1e3:.2f} ms) | {len(ms)}/{self.sent} "
-                f"| {p50:.2f} | {p99:.2f} | {top:.2f} | {spread} | {self.target_ms:.2f} | {met} |")
+        return (
+            f"| {self.period} ({self.period / self.rate * 1e3:.2f} ms) | {len(ms)}/{self.sent} "
+            f"| {p50:.2f} | {p99:.2f} | {top:.2f} | {spread} | {self.target_ms:.2f} | {met} |"
+        )
 
 
-HEADER = ("| JACK period (frames) | notes heard | p50 ms | p99 ms | max ms "
-          "| notes by periods of delay | target p99 (2 periods + 2 ms) | met |\n"
-          "|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| JACK period (frames) | notes heard | p50 ms | p99 ms | max ms "
+    "| notes by periods of delay | target p99 (2 periods + 2 ms) | met |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
 
 
 def key_templates(config: Config, rate: int) -> dict[int, np.ndarray]:
@@ -137,15 +144,19 @@ def measure(period: int, notes: int = 200, seed: int = 0) -> E2eResult:
     return E2eResult(period, rate, notes, tuple(latency), underruns, xruns)
 
 
-def bench_e2e(periods: tuple[int, ...] = (64, 128), notes: int = 200,
-              out: str | Path | None = None) -> list[E2eResult]:
+def bench_e2e(
+    periods: tuple[int, ...] = (64, 128), notes: int = 200, out: str | Path | None = None
+) -> list[E2eResult]:
     """Measure each period, print the markdown table, and write it to ``out`` if given."""
     results = [measure(p, notes) for p in periods]
-    lines = [f"bench e2e: key (note-on into JACK) -> onset in the captured audio; "
-             f"jackd -d dummy at 48 kHz, daemon ALSA buffer 2 periods, {notes} notes each",
-             HEADER, *(r.row() for r in results),
-             "daemon underruns / JACK xruns during the runs: "
-             + ", ".join(f"{r.period}: {r.underruns} / {r.xruns}" for r in results)]
+    lines = [
+        f"bench e2e: key (note-on into JACK) -> onset in the captured audio; "
+        f"jackd -d dummy at 48 kHz, daemon ALSA buffer 2 periods, {notes} notes each",
+        HEADER,
+        *(r.row() for r in results),
+        "daemon underruns / JACK xruns during the runs: "
+        + ", ".join(f"{r.period}: {r.underruns} / {r.xruns}" for r in results),
+    ]
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if out is not None:

@@ -28,7 +28,14 @@ from .analysis import MidiNote, high_flux, match_delay, midi_hz, pitch_energy
 
 MIN_NOTE_S = 0.15  # shorter notes give too few cycles of a low fundamental
 SETTLE_S = 0.03
-PARTIALS = (0, 12, 19, 24, 28, 31)  # semitones from a fundamental to its first 6 partials  # skip the attack: the spectrum is clean once the note speaks
+PARTIALS = (
+    0,
+    12,
+    19,
+    24,
+    28,
+    31,
+)  # semitones from a fundamental to its first 6 partials  # skip the attack: the spectrum is clean once the note speaks
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,9 @@ def partial_of(pitch: int, sounding: set[int]) -> bool:
     return any(pitch - s in PARTIALS for s in sounding)
 
 
-def _present(audio: np.ndarray, rate: int, start: int, note: MidiNote,
-             sounding: set[int], shift: int = 0) -> bool:
+def _present(
+    audio: np.ndarray, rate: int, start: int, note: MidiNote, sounding: set[int], shift: int = 0
+) -> bool:
     """Does ``note.pitch + shift`` stand out of its neighbourhood in the audio?"""
     a = start + int((note.start + SETTLE_S) * rate)
     b = start + int(min(note.end, note.start + 0.5) * rate)
@@ -69,8 +77,11 @@ def _present(audio: np.ndarray, rate: int, start: int, note: MidiNote,
     energy = pitch_energy(audio[a:b], rate)  # MIDI 21..108
     pitch = note.pitch + shift
     # Neighbours: within 5 semitones, and not where a sounding note puts a partial.
-    others = [p for p in range(pitch - 5, pitch + 6)
-              if p != pitch and 21 <= p <= 108 and not partial_of(p, sounding)]
+    others = [
+        p
+        for p in range(pitch - 5, pitch + 6)
+        if p != pitch and 21 <= p <= 108 and not partial_of(p, sounding)
+    ]
     if not others:
         return False
     e = energy[pitch - 21]
@@ -82,10 +93,20 @@ def _present(audio: np.ndarray, rate: int, start: int, note: MidiNote,
     return bool(e > 4.0 * np.median([energy[p - 21] for p in others]))
 
 
-def check_melodic(audio: np.ndarray, rate: int, start: int, notes: list[MidiNote],
-                  everything: list[MidiNote], name: str) -> TrackReport:
-    long_enough = [n for n in notes if n.end - n.start >= MIN_NOTE_S
-                   and start + int(min(n.end, n.start + 0.5) * rate) <= len(audio)]
+def check_melodic(
+    audio: np.ndarray,
+    rate: int,
+    start: int,
+    notes: list[MidiNote],
+    everything: list[MidiNote],
+    name: str,
+) -> TrackReport:
+    long_enough = [
+        n
+        for n in notes
+        if n.end - n.start >= MIN_NOTE_S
+        and start + int(min(n.end, n.start + 0.5) * rate) <= len(audio)
+    ]
     heard = shifted = fair = 0
     for note in long_enough:
         mid = note.start + SETTLE_S
@@ -97,12 +118,14 @@ def check_melodic(audio: np.ndarray, rate: int, start: int, notes: list[MidiNote
             fair += 1
             shifted += _present(audio, rate, start, note, moved, shift=1)
     n = len(long_enough)
-    return TrackReport(name, "melodic", n, heard / n if n else 0.0,
-                       shifted / fair if fair else None)
+    return TrackReport(
+        name, "melodic", n, heard / n if n else 0.0, shifted / fair if fair else None
+    )
 
 
-def check_drums(audio: np.ndarray, rate: int, start: int, notes: list[MidiNote],
-                name: str) -> TrackReport:
+def check_drums(
+    audio: np.ndarray, rate: int, start: int, notes: list[MidiNote], name: str
+) -> TrackReport:
     hop_s = 0.005
     flux = high_flux(audio, rate, hop_s)
     floor = float(np.median(flux)) + 1e-9
@@ -113,7 +136,7 @@ def check_drums(audio: np.ndarray, rate: int, start: int, notes: list[MidiNote],
         if i + 6 >= len(flux):
             continue
         checked += 1
-        heard += bool(flux[max(0, i - 2): i + 6].max() > 4.0 * floor)
+        heard += bool(flux[max(0, i - 2) : i + 6].max() > 4.0 * floor)
     return TrackReport(name, "drums", checked, heard / checked if checked else 0.0, None)
 
 
@@ -142,8 +165,9 @@ def render_opening(mid: str | Path, rate: int, seconds: float) -> np.ndarray:
         return synth.render(frames, events).astype(np.float64).mean(axis=1) / 32768
 
 
-def loop_start(audio: np.ndarray, rate: int, mid: str | Path, within_s: float = 2.0,
-               template_s: float = 0.5) -> int | None:
+def loop_start(
+    audio: np.ndarray, rate: int, mid: str | Path, within_s: float = 2.0, template_s: float = 0.5
+) -> int | None:
     """Where the composition saved in ``mid`` begins in ``audio`` (within ``within_s``).
 
     Found by matching its opening, rendered offline, against the recording: exact to
@@ -154,8 +178,9 @@ def loop_start(audio: np.ndarray, rate: int, mid: str | Path, within_s: float = 
     return None if found is None else found[0]
 
 
-def listen(audio: np.ndarray, rate: int, start: int, tracks: dict[str, list[MidiNote]],
-           card_tracks: list) -> dict[str, TrackReport]:
+def listen(
+    audio: np.ndarray, rate: int, start: int, tracks: dict[str, list[MidiNote]], card_tracks: list
+) -> dict[str, TrackReport]:
     """Check every track of a composition against audio whose loop begins at ``start``."""
     everything = [n for notes in tracks.values() for n in notes]
     out = {}

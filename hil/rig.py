@@ -49,7 +49,7 @@ READY_TIMEOUT_S = 30.0
 # Loaded by the daemon's interpreter when the rig asks for a fault (PYTHONPATH): a slow
 # disk (every fsync waits), and a main loop that can be stalled from outside (SIGUSR1
 # runs its handler on the main thread, which is the daemon's loop).
-FAULTS_SITECUSTOMIZE = '''\
+FAULTS_SITECUSTOMIZE = """\
 import os, signal, time
 _slow = float(os.environ.get("HIL_SLOW_FSYNC_S") or 0)
 if _slow:
@@ -61,7 +61,7 @@ if _slow:
 _stall = float(os.environ.get("HIL_STALL_S") or 0)
 if _stall:
     signal.signal(signal.SIGUSR1, lambda signum, frame: time.sleep(_stall))
-'''
+"""
 
 
 @dataclass
@@ -100,8 +100,13 @@ def asoundrc(ports: list[str]) -> str:
 class Rig:
     """The daemon under test and its surroundings; see the module docstring."""
 
-    def __init__(self, server: JackServer, workdir: Path, options: RigOptions | None = None,
-                 name: str = "hil") -> None:
+    def __init__(
+        self,
+        server: JackServer,
+        workdir: Path,
+        options: RigOptions | None = None,
+        name: str = "hil",
+    ) -> None:
         self.server = server
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -160,10 +165,14 @@ models = [{models}]
     def daemon_env(self) -> dict[str, str]:
         """The daemon's environment: our JACK server, our ALSA config, our notify socket."""
         o = self.options
-        env = {**os.environ, **self.server.env(),
-               "ALSA_CONFIG_PATH": f"{ALSA_CONF}:{self.dir / 'asound.conf'}",
-               "NOTIFY_SOCKET": str(self.dir / "notify.sock"),
-               "PYTHONUNBUFFERED": "1", **o.extra_env}
+        env = {
+            **os.environ,
+            **self.server.env(),
+            "ALSA_CONFIG_PATH": f"{ALSA_CONF}:{self.dir / 'asound.conf'}",
+            "NOTIFY_SOCKET": str(self.dir / "notify.sock"),
+            "PYTHONUNBUFFERED": "1",
+            **o.extra_env,
+        }
         env.pop("WATCHDOG_PID", None)
         env.pop("WATCHDOG_USEC", None)
         if o.watchdog_usec:
@@ -172,8 +181,7 @@ models = [{models}]
             faults = self.dir / "faults"
             faults.mkdir(exist_ok=True)
             (faults / "sitecustomize.py").write_text(FAULTS_SITECUSTOMIZE)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(faults),
-                                                              env.get("PYTHONPATH")]))
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(faults), env.get("PYTHONPATH")]))
             env["HIL_SLOW_FSYNC_S"] = str(o.slow_fsync_s)
             env["HIL_STALL_S"] = str(o.stall_s)
         return env
@@ -190,19 +198,39 @@ models = [{models}]
         log = open(self.log_path, "ab")
         try:
             self.proc = proc = subprocess.Popen(
-                [sys.executable, "-m", "deepkeys.device.cli", "run", "--config",
-                 str(self.config_path)], env=self.daemon_env(), stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                [
+                    sys.executable,
+                    "-m",
+                    "deepkeys.device.cli",
+                    "run",
+                    "--config",
+                    str(self.config_path),
+                ],
+                env=self.daemon_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
         finally:
             log.close()
-        self.wait_for(lambda: self.count_notify("READY=1") > ready_before or proc.poll(),
-                      READY_TIMEOUT_S, "the daemon's READY=1")
+        self.wait_for(
+            lambda: self.count_notify("READY=1") > ready_before or proc.poll(),
+            READY_TIMEOUT_S,
+            "the daemon's READY=1",
+        )
         if proc.poll() is not None:
             raise RuntimeError(f"deepkeys run exited {proc.returncode}:\n{self.log_tail()}")
-        self.wait_for(lambda: len(self.recorder.connections()) == 2, 10,
-                      "the daemon's ALSA jack PCM connecting to the recorder")
-        self.wait_for(lambda: self.status().get("midi", {}).get("ports"), 10,
-                      "the daemon connecting to the keyboard port")
+        self.wait_for(
+            lambda: len(self.recorder.connections()) == 2,
+            10,
+            "the daemon's ALSA jack PCM connecting to the recorder",
+        )
+        self.wait_for(
+            lambda: self.status().get("midi", {}).get("ports"),
+            10,
+            "the daemon connecting to the keyboard port",
+        )
         self._start_monitor()
         return self
 
@@ -290,12 +318,19 @@ models = [{models}]
                 stream.close()
             self._monitor_stream = None
 
-    def wait_event(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 30.0,
-                   what: str = "an event", after: int = 0) -> dict[str, Any]:
+    def wait_event(
+        self,
+        pred: Callable[[dict[str, Any]], bool],
+        timeout: float = 30.0,
+        what: str = "an event",
+        after: int = 0,
+    ) -> dict[str, Any]:
         """The first monitor event (from index ``after`` on) that ``pred`` accepts."""
+
         def found() -> dict[str, Any] | None:
             with self._events_lock:
                 return next((e for e in self.events[after:] if pred(e)), None)
+
         return self.wait_for(found, timeout, what)
 
     def mark(self) -> int:
@@ -336,8 +371,10 @@ models = [{models}]
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}\n"
-                                   f"daemon log:\n{self.log_tail()}")
+                raise TimeoutError(
+                    f"timed out after {timeout:g} s waiting for {what}\n"
+                    f"daemon log:\n{self.log_tail()}"
+                )
             time.sleep(0.02)
 
     def compositions(self) -> list[Path]:
@@ -368,8 +405,9 @@ models = [{models}]
 
 
 @contextlib.contextmanager
-def running(server: JackServer, workdir: Path, options: RigOptions | None = None,
-            name: str = "hil") -> Iterator[Rig]:
+def running(
+    server: JackServer, workdir: Path, options: RigOptions | None = None, name: str = "hil"
+) -> Iterator[Rig]:
     """A started rig, closed whatever happens."""
     rig = Rig(server, workdir, options, name)
     try:

@@ -27,8 +27,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from deepkeys.device.maintenance.ssh import check_destination, ssh_argv
 from deepkeys.device.errors import UserError
+from deepkeys.device.maintenance.ssh import check_destination, ssh_argv
 
 HIL_DIR = Path(__file__).resolve().parent
 DEFAULT_PREFIX = "/opt/deepkeys"  # where `deepkeys install` puts the code on a Pi
@@ -49,9 +49,14 @@ def remote_line(prefix: str, python: str, pytest_args: Sequence[str]) -> str:
     return f"cd {shlex.quote(prefix)} && {words}"
 
 
-def run_hil(pytest_args: Sequence[str], target: str | None = None, *,
-            prefix: str = DEFAULT_PREFIX, python: str | None = None,
-            ssh_config: str | None = None) -> int:
+def run_hil(
+    pytest_args: Sequence[str],
+    target: str | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    python: str | None = None,
+    ssh_config: str | None = None,
+) -> int:
     """Run the suite here or on ``target``; returns pytest's exit status."""
     if target is None:
         argv = [sys.executable, "-m", "pytest", str(HIL_DIR), *pytest_args]

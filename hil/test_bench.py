@@ -11,15 +11,32 @@ import pytest
 
 from deepkeys.hil.jackd import JackServer
 
-ROW = re.compile(r"^\| 128 \(2\.67 ms\) \| (\d+)/8 \| [\d.]+ \| [\d.]+ \| [\d.]+ "
-                 r"\| ((?:\d+: \d+(?:, )?)+) \| 7\.33 \| (yes|no) \|$")
+ROW = re.compile(
+    r"^\| 128 \(2\.67 ms\) \| (\d+)/8 \| [\d.]+ \| [\d.]+ \| [\d.]+ "
+    r"\| ((?:\d+: \d+(?:, )?)+) \| 7\.33 \| (yes|no) \|$"
+)
 
 
 def test_bench_e2e_writes_a_markdown_table(hil_jack: JackServer, tmp_path: Path) -> None:
     out = tmp_path / "e2e.md"
-    done = subprocess.run([sys.executable, "-m", "deepkeys.device.cli", "bench", "e2e",
-                           "--period", "128", "--notes", "8", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deepkeys.device.cli",
+            "bench",
+            "e2e",
+            "--period",
+            "128",
+            "--notes",
+            "8",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = out.read_text().splitlines()
     assert lines[1].startswith("| JACK period (frames) | notes heard | p50 ms | p99 ms |")
@@ -45,8 +62,8 @@ def test_match_delay_times_a_note_to_the_sample_under_another_notes_sound() -> N
             synth.noteon(key, 100)
             return synth.render(frames).astype(np.float64).mean(axis=1) / 32768
 
-    audio = note(55, 48000)                  # one second of G3, still sounding
-    audio[20000:] += note(72, 28000)         # C5 struck at sample 20,000
+    audio = note(55, 48000)  # one second of G3, still sounding
+    audio[20000:] += note(72, 28000)  # C5 struck at sample 20,000
     template = note(72, 1200)
     found = match_delay(audio, 19000, template, 3840)
     assert found is not None and found[0] == 20000
@@ -54,10 +71,16 @@ def test_match_delay_times_a_note_to_the_sample_under_another_notes_sound() -> N
 
 
 def test_bench_e2e_rejects_bad_input() -> None:
-    done = subprocess.run([sys.executable, "-m", "deepkeys.device.cli", "bench", "e2e",
-                           "--notes", "0"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr.strip() == \
-        "deepkeys: --notes must be at least 1, got 0"
+    done = subprocess.run(
+        [sys.executable, "-m", "deepkeys.device.cli", "bench", "e2e", "--notes", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        done.returncode == 2
+        and done.stderr.strip() == "deepkeys: --notes must be at least 1, got 0"
+    )
 
 
 @pytest.mark.parametrize("name", ["analysis", "listen", "target", "rig"])

@@ -30,8 +30,9 @@ def record_take(rig: Rig, melody: list[int], press=None) -> None:
     press = press or rig.press
     mark = rig.mark()
     press("record")
-    metronome = rig.wait_event(lambda e: e.get("action") == "start_metronome", 5,
-                               "the count-in", after=mark)
+    metronome = rig.wait_event(
+        lambda e: e.get("action") == "start_metronome", 5, "the count-in", after=mark
+    )
     beat = 60.0 / metronome["bpm"]
     bar0 = metronome["t0"] + 4 * beat * metronome["count_in_bars"]
     for i, note in enumerate(melody):
@@ -66,8 +67,7 @@ def test_record_genre_generate_plays_and_saves_what_it_played(make_rig, target) 
     mark = rig.mark()
     rig.press("generate")
     rig.wait_event(lambda e: e.get("action") == "start_playback", 10, "playback", after=mark)
-    saved = rig.wait_event(lambda e: e.get("event") == "saved", 10, "the saved file",
-                           after=mark)
+    saved = rig.wait_event(lambda e: e.get("event") == "saved", 10, "the saved file", after=mark)
     loop_s = 4 * 4 * 60.0 / TEMPO
     rig.recorder.wait_frames(int((loop_s + 1.0) * rig.recorder.rate))
     rig.press("play")  # PLAY/STOP while playing: stop
@@ -104,11 +104,12 @@ def test_record_genre_generate_plays_and_saves_what_it_played(make_rig, target) 
             # acoustic bass's fundamental is weak: its notes stand out less often, but
             # far more often than the same notes a semitone off.
             assert r.shifted is not None and r.present >= r.shifted + 0.3, (
-                f"{name}: the file's notes sound no more than a semitone off ({r})")
+                f"{name}: the file's notes sound no more than a semitone off ({r})"
+            )
         if r.kind == "melodic" and r.shifted is not None:
             assert r.shifted <= 0.5, f"{name}: a semitone off sounds as good ({r})"
     # The genre's low end: its bass part (or drums) puts energy below the melody's range,
     # many times what the melody alone had there.
-    loop = audio[start: start + int(loop_s * rate)]
+    loop = audio[start : start + int(loop_s * rate)]
     below = min(MELODY) - 2
     assert low_share(loop, rate, below) > 5 * low_share(alone, rate, below)

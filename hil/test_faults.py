@@ -27,7 +27,7 @@ def assert_note_sounds(rig: Rig, note: int = 69) -> None:
     assert keys, "the key never entered JACK"
     onset = onset_after(audio, keys[-1].sample, rate)
     assert onset is not None, f"key {note} made no sound"
-    assert round(detect_pitch(audio[onset + 480: onset + 480 + 7200], rate)) == note
+    assert round(detect_pitch(audio[onset + 480 : onset + 480 + 7200], rate)) == note
 
 
 def test_unplug_and_replug_reconnects_and_the_next_note_sounds(rig: Rig) -> None:
@@ -36,8 +36,7 @@ def test_unplug_and_replug_reconnects_and_the_next_note_sounds(rig: Rig) -> None
     rig.keyboard.unplug()
     rig.wait_for(lambda: rig.status().get("midi", {}).get("ports") == [], 5, "the unplug")
     rig.replug_keyboard()
-    rig.wait_for(lambda: rig.status().get("midi", {}).get("ports") == [port], 5,
-                 "the reconnection")
+    rig.wait_for(lambda: rig.status().get("midi", {}).get("ports") == [port], 5, "the reconnection")
     midi = rig.status()["midi"]
     assert (midi["connects"], midi["disconnects"]) == (2, 1)
     assert_note_sounds(rig, 69)
@@ -58,7 +57,7 @@ def test_sigkill_while_saving_leaves_whole_files_or_none(make_rig) -> None:
 
     def whole() -> None:
         for mid in folder.glob("*.mid"):
-            assert mido.MidiFile(mid).length > 0      # parses, to the end
+            assert mido.MidiFile(mid).length > 0  # parses, to the end
         for side in folder.glob("*.json"):
             assert json.loads(side.read_text())["kind"] == "composition"
 
@@ -82,8 +81,11 @@ def test_a_stalled_main_loop_stops_feeding_the_watchdog_and_keys_still_sound(mak
     assert time.monotonic() < stalled + 1.5, "the stall was over before the key was checked"
     during = rig.status()  # the control thread still answers...
     assert during["uptime_s"] < uptime + 0.5  # ...from a snapshot the stalled loop left
-    rig.wait_for(lambda: any(t > stalled + 2.0 for t in rig.notify_times("WATCHDOG=1")), 5,
-                 "the watchdog after the stall")
+    rig.wait_for(
+        lambda: any(t > stalled + 2.0 for t in rig.notify_times("WATCHDOG=1")),
+        5,
+        "the watchdog after the stall",
+    )
     times = rig.notify_times("WATCHDOG=1")
     gaps = [b - a for a, b in zip(times, times[1:]) if b > stalled]
     assert max(gaps) > 1.5  # > the 0.4 s interval: systemd would have restarted it

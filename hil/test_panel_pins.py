@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deepkeys.device.config import load_config
 from deepkeys.device.appliance.daemon import Daemon
+from deepkeys.device.config import load_config
 from deepkeys.hil.analysis import detect_pitch, onset_after
-from deepkeys.hil.jackd import JackServer
 from deepkeys.hil.capture import VirtualKeyboard
+from deepkeys.hil.jackd import JackServer
 
 PINS = {"record": 6, "generate": 13}  # the config's defaults (BCM)
 
@@ -33,8 +33,8 @@ tempo_bpm = 240
 max_bars = 1
 metronome = false
 [paths]
-state_dir = "{tmp_path / 'state'}"
-socket = "{tmp_path / 'ctl.sock'}"
+state_dir = "{tmp_path / "state"}"
+socket = "{tmp_path / "ctl.sock"}"
 """)
     with hil_jack.environment():
         kb = VirtualKeyboard("pins-kbd")
@@ -68,7 +68,8 @@ socket = "{tmp_path / 'ctl.sock'}"
         # daemon's thread: wait for both, or this thread can read between the two.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not (
-                box.state == "playing" and panel.leds["play"] == "on"):
+            box.state == "playing" and panel.leds["play"] == "on"
+        ):
             time.sleep(0.02)
         assert box.state == "playing"
         assert panel.leds["play"] == "on"
@@ -85,4 +86,4 @@ socket = "{tmp_path / 'ctl.sock'}"
     assert clicks is not None  # the count-in clicked: four beats, one second
     onset = onset_after(mono, clicks + int(0.95 * 48000), 48000)
     assert onset is not None  # then the first key sounded
-    assert round(detect_pitch(mono[onset + 480: onset + 480 + 7200], 48000)) == 67
+    assert round(detect_pitch(mono[onset + 480 : onset + 480 + 7200], 48000)) == 67

@@ -31,7 +31,7 @@ def heard(rig: Rig, notes: list[int]) -> list[tuple[int, int, float]]:
         end = tapped[i + 1].sample if i + 1 < len(tapped) else len(audio)
         onset = onset_after(audio, start, rate, within_s=(end - start) / rate)
         assert onset is not None, f"key {key.note} made no sound before the next key"
-        segment = audio[onset + rate // 100: onset + rate // 100 + int(0.15 * rate)]
+        segment = audio[onset + rate // 100 : onset + rate // 100 + int(0.15 * rate)]
         out.append((key.sample, onset, detect_pitch(segment, rate)))
     return out
 

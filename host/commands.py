@@ -42,10 +42,20 @@ def train(args: argparse.Namespace) -> int:
 
     run_dir = _run_dir(args)
     # The card records this, so anyone can retrain the model exactly.
-    command = (f"deepkeys train --genre {shlex.quote(args.genre)} --epochs {args.epochs} "
-               f"--seed {args.seed}{_data_args(args)}")
-    best = run_training(args.genre, run_dir, args.epochs, args.seed, args.resume, command,
-                        data_folder=args.data, melody_track=args.melody_track)
+    command = (
+        f"deepkeys train --genre {shlex.quote(args.genre)} --epochs {args.epochs} "
+        f"--seed {args.seed}{_data_args(args)}"
+    )
+    best = run_training(
+        args.genre,
+        run_dir,
+        args.epochs,
+        args.seed,
+        args.resume,
+        command,
+        data_folder=args.data,
+        melody_track=args.melody_track,
+    )
     print(f"weights={best}\nlog={run_dir / 'log.jsonl'}\nplot={run_dir / 'training.png'}")
     return 0
 
@@ -55,14 +65,20 @@ def _dataset_text(genre: str, data_folder: Path | None) -> str:
     from deepkeys.host.export import INSTRUMENTATION, MMA_DATASET
 
     if data_folder is not None:
-        return (f"Your own MIDI files in {data_folder}: 4/4 phrases, tracks mapped by GM program "
-                "family onto bass, comp, pad and drums; melody from the named track or the top "
-                "monophonic line; split by file")
+        return (
+            f"Your own MIDI files in {data_folder}: 4/4 phrases, tracks mapped by GM program "
+            "family onto bass, comp, pad and drums; melody from the named track or the top "
+            "monophonic line; split by file"
+        )
     if genre in STYLES:
         style = STYLES[genre]
-        return MMA_DATASET.format(mma=mma_version(), grooves=", ".join(style.grooves),
-                                  swing=" (MMA's swung 8ths straightened; the card swings them "
-                                  "back)" if style.swing else "")
+        return MMA_DATASET.format(
+            mma=mma_version(),
+            grooves=", ".join(style.grooves),
+            swing=" (MMA's swung 8ths straightened; the card swings them back)"
+            if style.swing
+            else "",
+        )
     return INSTRUMENTATION[genre]["dataset"]
 
 
@@ -88,25 +104,38 @@ def export(args: argparse.Namespace) -> int:
         return 0
     run_dir = _run_dir(args)
     if not (run_dir / "best.weights.h5").exists():
-        raise UserError(f"{run_dir}: no trained weights (run 'deepkeys train --genre "
-                        f"{args.genre}' first)")
+        raise UserError(
+            f"{run_dir}: no trained weights (run 'deepkeys train --genre {args.genre}' first)"
+        )
     config, cfg = load_run(run_dir)
     data_folder = args.data or _recorded_data(config)
     data = load_windows(args.genre, data_folder, args.melody_track, cfg.bars)
     train_melody = data["train"].melody_pitch
-    card = run_export(run_dir, args.genre, args.out, calibration_set(data["train"], cfg),
-                      melody_center=int(np.median(train_melody[train_melody >= 0])),
-                      history=read_log(run_dir / "log.jsonl"), extra_provenance={},
-                      dataset=_dataset_text(args.genre, data_folder))
+    card = run_export(
+        run_dir,
+        args.genre,
+        args.out,
+        calibration_set(data["train"], cfg),
+        melody_center=int(np.median(train_melody[train_melody >= 0])),
+        history=read_log(run_dir / "log.jsonl"),
+        extra_provenance={},
+        dataset=_dataset_text(args.genre, data_folder),
+    )
     if any(t.kind != "mono" for t in card.tracks):
-        card = set_thresholds(card_file(args.out, args.genre),
-                              calibrate_thresholds(card, float_model_of(card),
-                                                   data["validation"]))
+        card = set_thresholds(
+            card_file(args.out, args.genre),
+            calibrate_thresholds(card, float_model_of(card), data["validation"]),
+        )
     f1 = int8_float_agreement(card, data["test"])
     table = evaluation(card, data["test"], seed=0)
-    add_metrics(card_file(args.out, args.genre),
-                {"test_split": table, "int8_vs_float_note_f1": round(f1, 4),
-                 "evaluate_command": f"deepkeys evaluate --genre {args.genre}{_data_args(args)}"})
+    add_metrics(
+        card_file(args.out, args.genre),
+        {
+            "test_split": table,
+            "int8_vs_float_note_f1": round(f1, 4),
+            "evaluate_command": f"deepkeys evaluate --genre {args.genre}{_data_args(args)}",
+        },
+    )
     print(f"model={card.model_path}\ncard={card.path}\nint8_vs_float_note_f1={f1:.3f}")
     return 0
 
@@ -125,25 +154,40 @@ def drum_notes_of(card: ModelCard) -> tuple[int, ...]:
     return next((t.drum_notes for t in card.tracks if t.kind == "drums"), DEFAULT_DRUM_NOTES)
 
 
-def generated_parts(card: ModelCard, windows: Windows, seed: int = 0,
-                    temperature: float | None = None) -> list[dict]:
+def generated_parts(
+    card: ModelCard, windows: Windows, seed: int = 0, temperature: float | None = None
+) -> list[dict]:
     """The int8 model's accompaniment of every window's melody, as the device makes it."""
     generator = Generator(card)
     steps = windows.melody_pitch.shape[1]
-    return [generator.accompany(voice_to_notes(windows.melody_pitch[i], windows.melody_onset[i]),
-                                steps, seed=seed + i, temperature=temperature).parts
-            for i in range(len(windows))]
+    return [
+        generator.accompany(
+            voice_to_notes(windows.melody_pitch[i], windows.melody_onset[i]),
+            steps,
+            seed=seed + i,
+            temperature=temperature,
+        ).parts
+        for i in range(len(windows))
+    ]
 
 
-def evaluation(card: ModelCard, windows: Windows, seed: int = 0, temperature: float | None = None,
-               made: list[dict] | None = None) -> dict[str, dict[str, float]]:
+def evaluation(
+    card: ModelCard,
+    windows: Windows,
+    seed: int = 0,
+    temperature: float | None = None,
+    made: list[dict] | None = None,
+) -> dict[str, dict[str, float]]:
     """The evaluate table: int8 generation (``made``, or generated here) vs real vs
     shuffled, on held-out windows."""
     from deepkeys.host.evaluate import evaluate_table
 
-    table = evaluate_table(windows, kinds_of(card),
-                           lambda *_: made or generated_parts(card, windows, seed, temperature),
-                           drum_notes_of(card))
+    table = evaluate_table(
+        windows,
+        kinds_of(card),
+        lambda *_: made or generated_parts(card, windows, seed, temperature),
+        drum_notes_of(card),
+    )
     return {row: {k: round(v, 4) for k, v in vals.items()} for row, vals in table.items()}
 
 
@@ -160,8 +204,10 @@ def evaluate(args: argparse.Namespace) -> int:
         made[genre] = generated_parts(card, windows, args.seed, args.temperature)
         table = evaluation(card, windows, made=made[genre])
         temperature = card.playback.temperature if args.temperature is None else args.temperature
-        print(f"evaluate: genre={genre} model={card.model_path} windows={len(windows)} "
-              f"(held-out melodies, {card.bars}-bar windows) temperature={temperature}")
+        print(
+            f"evaluate: genre={genre} model={card.model_path} windows={len(windows)} "
+            f"(held-out melodies, {card.bars}-bar windows) temperature={temperature}"
+        )
         print(format_table(table))
         if any(t.kind != "mono" for t in card.tracks):
             print(quality_checks(table))
@@ -189,8 +235,9 @@ def float_model_of(card: ModelCard, batch_size: int | None = None):
     weights = card.model_path.parent / card.provenance["float_weights"]
     if not weights.exists():
         raise UserError(f"{weights}: float weights missing; re-run 'deepkeys export'")
-    model = build_generator(GeneratorConfig.from_json(card.provenance["generator"]),
-                            batch_size=batch_size)
+    model = build_generator(
+        GeneratorConfig.from_json(card.provenance["generator"]), batch_size=batch_size
+    )
     model.load_weights(weights)
     return model
 
@@ -207,16 +254,23 @@ def int8_float_agreement(card: ModelCard, windows: Windows) -> float:
     model = float_model_of(card)
     noise = noise_vector(cfg.noise_dim, len(cfg.grooves), 0, np.random.default_rng(0))
     melody = melody_tensor(windows.melody_pitch, windows.melody_onset, cfg)
-    out = model.predict({"melody": melody, "noise": np.tile(noise, (len(melody), 1))},
-                        batch_size=64, verbose=0)
+    out = model.predict(
+        {"melody": melody, "noise": np.tile(noise, (len(melody), 1))}, batch_size=64, verbose=0
+    )
     thresholds = {t.name: t.threshold for t in card.tracks}
-    float_parts = decode_outputs(out, kinds, cfg.pitch_low, drum_notes=drum_notes,
-                                 thresholds=thresholds)
+    float_parts = decode_outputs(
+        out, kinds, cfg.pitch_low, drum_notes=drum_notes, thresholds=thresholds
+    )
     both = either = 0
     for i in range(len(melody)):
         q = generator.infer(windows.melody_pitch[i], windows.melody_onset[i], noise)
-        int8_parts = decode_outputs({k: v[None] for k, v in q.items()}, kinds, cfg.pitch_low,
-                                    drum_notes=drum_notes, thresholds=thresholds)[0]
+        int8_parts = decode_outputs(
+            {k: v[None] for k, v in q.items()},
+            kinds,
+            cfg.pitch_low,
+            drum_notes=drum_notes,
+            thresholds=thresholds,
+        )[0]
         a, b = _cells(int8_parts), _cells(float_parts[i])
         both += len(a & b)
         either += len(a) + len(b)
@@ -224,8 +278,12 @@ def int8_float_agreement(card: ModelCard, windows: Windows) -> float:
 
 
 def _cells(parts: dict) -> set[tuple[str, int, int]]:
-    return {(name, t, n.pitch) for name, notes in parts.items() for n in notes
-            for t in range(n.start, n.end)}
+    return {
+        (name, t, n.pitch)
+        for name, notes in parts.items()
+        for n in notes
+        for t in range(n.start, n.end)
+    }
 
 
 def bench_float(result, runs: int) -> None:
@@ -252,6 +310,8 @@ def bench_float(result, runs: int) -> None:
         samples.append(time.perf_counter() - t0)
     med, p95 = percentiles(samples)
     int8_med, _ = percentiles(result.invoke_s)
-    print(f"| float32 Keras (tf.function, 1 thread), one {card.bars}-bar phrase "
-          f"| {med:.2f} | {p95:.2f} |")
+    print(
+        f"| float32 Keras (tf.function, 1 thread), one {card.bars}-bar phrase "
+        f"| {med:.2f} | {p95:.2f} |"
+    )
     print(f"int8 speed-up over float32 Keras: {med / int8_med:.1f}x")

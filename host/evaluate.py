@@ -27,20 +27,36 @@ HEADLINE = ("EB", "UPC", "QN", "DP", "polyphony", "in_key", "consonance", "TD")
 Parts = dict[str, list[Note]]
 
 
-def decode_outputs(outputs: dict[str, np.ndarray], kinds: dict[str, str], pitch_low: int,
-                   temperature: float = 0.0, seed: int = 0,
-                   drum_notes: Sequence[int] = DEFAULT_DRUM_NOTES,
-                   thresholds: dict[str, float] | None = None) -> list[Parts]:
+def decode_outputs(
+    outputs: dict[str, np.ndarray],
+    kinds: dict[str, str],
+    pitch_low: int,
+    temperature: float = 0.0,
+    seed: int = 0,
+    drum_notes: Sequence[int] = DEFAULT_DRUM_NOTES,
+    thresholds: dict[str, float] | None = None,
+) -> list[Parts]:
     """Batched model outputs (N, ...) -> per window, the notes of each track, decoded
     exactly as the device decodes them (``thresholds``: the card's, per track)."""
     rng = np.random.default_rng(seed)
     n = len(next(iter(outputs.values())))
     thresholds = thresholds or {}
-    return [{name: decode_track(kind, outputs[name][i],
-                                outputs[f"{name}_onset"][i] if kind != "drums" else None,
-                                pitch_low, temperature, rng, tuple(drum_notes),
-                                thresholds.get(name, 0.5))
-             for name, kind in kinds.items()} for i in range(n)]
+    return [
+        {
+            name: decode_track(
+                kind,
+                outputs[name][i],
+                outputs[f"{name}_onset"][i] if kind != "drums" else None,
+                pitch_low,
+                temperature,
+                rng,
+                tuple(drum_notes),
+                thresholds.get(name, 0.5),
+            )
+            for name, kind in kinds.items()
+        }
+        for i in range(n)
+    ]
 
 
 def roll_to_notes(roll: np.ndarray, onset: np.ndarray) -> list[Note]:
@@ -58,8 +74,9 @@ def roll_to_notes(roll: np.ndarray, onset: np.ndarray) -> list[Note]:
     return sorted(notes, key=lambda n: (n.start, n.pitch))
 
 
-def true_parts(windows: Windows, kinds: dict[str, str],
-               drum_notes: Sequence[int] = DEFAULT_DRUM_NOTES) -> list[Parts]:
+def true_parts(
+    windows: Windows, kinds: dict[str, str], drum_notes: Sequence[int] = DEFAULT_DRUM_NOTES
+) -> list[Parts]:
     """The real accompaniment of each window, as notes."""
     names = {kind: [n for n, k in kinds.items() if k == kind] for kind in ("mono", "poly", "drums")}
     out = []
@@ -71,19 +88,27 @@ def true_parts(windows: Windows, kinds: dict[str, str],
             parts[name] = roll_to_notes(windows.poly[i, v], windows.poly_onset[i, v])
         for v, name in enumerate(names["drums"]):
             steps, classes = np.nonzero(windows.drums[i, v])
-            parts[name] = [Note(int(drum_notes[k]), s, s + 1)
-                           for s, k in zip(steps.tolist(), classes.tolist())]
+            parts[name] = [
+                Note(int(drum_notes[k]), s, s + 1) for s, k in zip(steps.tolist(), classes.tolist())
+            ]
         out.append({name: parts[name] for name in kinds})
     return out
 
 
-def score(melody_pitch: np.ndarray, melody_onset: np.ndarray, parts: list[Parts],
-          drum_names: Sequence[str] = ()) -> dict[str, float]:
+def score(
+    melody_pitch: np.ndarray,
+    melody_onset: np.ndarray,
+    parts: list[Parts],
+    drum_names: Sequence[str] = (),
+) -> dict[str, float]:
     """Mean metrics over windows: melodies (N, T) and each window's parts."""
     steps = melody_pitch.shape[-1]
-    rows = [metrics.summarize(voice_to_notes(melody_pitch[i], melody_onset[i]), parts[i], steps,
-                              drum_parts=drum_names)
-            for i in range(len(parts))]
+    rows = [
+        metrics.summarize(
+            voice_to_notes(melody_pitch[i], melody_onset[i]), parts[i], steps, drum_parts=drum_names
+        )
+        for i in range(len(parts))
+    ]
     return headline(metrics.mean_metrics(rows))
 
 
@@ -97,13 +122,18 @@ def headline(row: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def window_metrics(windows: Windows, outputs: dict[str, np.ndarray],
-                   cfg: GeneratorConfig) -> dict[str, float]:
+def window_metrics(
+    windows: Windows, outputs: dict[str, np.ndarray], cfg: GeneratorConfig
+) -> dict[str, float]:
     """Validation metrics of decoded tracks, with polyphony relative to the data's."""
     kinds = cfg.kinds()
     drums = [n for n, k in kinds.items() if k == "drums"]
-    gen = score(windows.melody_pitch, windows.melody_onset,
-                decode_outputs(outputs, kinds, cfg.pitch_low), drums)
+    gen = score(
+        windows.melody_pitch,
+        windows.melody_onset,
+        decode_outputs(outputs, kinds, cfg.pitch_low),
+        drums,
+    )
     real = score(windows.melody_pitch, windows.melody_onset, true_parts(windows, kinds), drums)
     out = {k: gen[k] for k in HEADLINE if k in gen}
     out["polyphony_ratio"] = gen["polyphony"] / real["polyphony"] if real["polyphony"] else 0.0
@@ -123,9 +153,12 @@ def shuffled(parts: list[Parts], names: Sequence[str]) -> list[Parts]:
     return [parts[j] for j in order]
 
 
-def evaluate_table(windows: Windows, kinds: dict[str, str],
-                   generate: Callable[[np.ndarray, np.ndarray], list[Parts]],
-                   drum_notes: Sequence[int] = DEFAULT_DRUM_NOTES) -> dict[str, dict[str, float]]:
+def evaluate_table(
+    windows: Windows,
+    kinds: dict[str, str],
+    generate: Callable[[np.ndarray, np.ndarray], list[Parts]],
+    drum_notes: Sequence[int] = DEFAULT_DRUM_NOTES,
+) -> dict[str, dict[str, float]]:
     """Rows: generated, real, shuffled. ``generate(melody_pitch, melody_onset)`` returns
     each window's parts."""
     drums = [n for n, k in kinds.items() if k == "drums"]
@@ -140,8 +173,7 @@ def evaluate_table(windows: Windows, kinds: dict[str, str],
 
 def format_table(rows: dict[str, dict[str, float]], keys: Sequence[str] = HEADLINE) -> str:
     """A Markdown table, one row per accompaniment, one column per metric."""
-    lines = ["| accompaniment | " + " | ".join(keys) + " |",
-             "|---|" + "---|" * len(keys)]
+    lines = ["| accompaniment | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for name, row in rows.items():
         cells = [f"{row[k]:.3f}" if k in row and np.isfinite(row[k]) else "-" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -161,14 +193,24 @@ def quality_checks(table: dict[str, dict[str, float]]) -> str:
     for key in ("EB", "UPC", "QN", "DP", "TD"):
         if key in gen and key in real and np.isfinite(real[key]) and real[key]:
             off = (gen[key] - real[key]) / real[key]
-            lines.append((f"{key} within {WITHIN:.0%} of the data's", abs(off) <= WITHIN,
-                          f"{gen[key]:.3f} vs {real[key]:.3f} ({off:+.0%})"))
+            lines.append(
+                (
+                    f"{key} within {WITHIN:.0%} of the data's",
+                    abs(off) <= WITHIN,
+                    f"{gen[key]:.3f} vs {real[key]:.3f} ({off:+.0%})",
+                )
+            )
     if "DP" in gen:
-        lines.append((f"drums on the grid (DP) >= {MIN_DP}", gen["DP"] >= MIN_DP,
-                      f"{gen['DP']:.3f}"))
-    lines.append((f"consonance >= data's - {CONSONANCE_SLACK}",
-                  gen["consonance"] >= real["consonance"] - CONSONANCE_SLACK,
-                  f"{gen['consonance']:.3f} vs {real['consonance']:.3f}"))
+        lines.append(
+            (f"drums on the grid (DP) >= {MIN_DP}", gen["DP"] >= MIN_DP, f"{gen['DP']:.3f}")
+        )
+    lines.append(
+        (
+            f"consonance >= data's - {CONSONANCE_SLACK}",
+            gen["consonance"] >= real["consonance"] - CONSONANCE_SLACK,
+            f"{gen['consonance']:.3f} vs {real['consonance']:.3f}",
+        )
+    )
     return "\n".join(f"{'PASS' if ok else 'FAIL'}  {what}: {detail}" for what, ok, detail in lines)
 
 
@@ -192,8 +234,14 @@ def style_features(parts: Parts, steps_per_bar: int = 16) -> np.ndarray:
         bass_pos[n.start % steps_per_bar] += 1
     comp_starts = len({n.start for n in comp})
     bass_len = np.mean([n.length for n in bass]) if bass else 0.0
-    return np.concatenate([per_class / bars, drum_pos / bars, bass_pos / bars,
-                           [len(bass) / bars, bass_len, comp_starts / bars]])
+    return np.concatenate(
+        [
+            per_class / bars,
+            drum_pos / bars,
+            bass_pos / bars,
+            [len(bass) / bars, bass_len, comp_starts / bars],
+        ]
+    )
 
 
 def genre_confusion(real: dict[str, list[Parts]], made: dict[str, list[Parts]]) -> str:
@@ -205,8 +253,10 @@ def genre_confusion(real: dict[str, list[Parts]], made: dict[str, list[Parts]]) 
     allf = np.concatenate(list(feats.values()))
     mean, std = allf.mean(axis=0), allf.std(axis=0) + 1e-6
     centroids = np.array([((feats[g] - mean) / std).mean(axis=0) for g in genres])
-    lines = ["| generated \\ classified as | " + " | ".join(genres) + " | accuracy |",
-             "|---|" + "---|" * (len(genres) + 1)]
+    lines = [
+        "| generated \\ classified as | " + " | ".join(genres) + " | accuracy |",
+        "|---|" + "---|" * (len(genres) + 1),
+    ]
     correct = total = 0
     for i, g in enumerate(genres):
         x = (np.array([style_features(p) for p in made[g]]) - mean) / std
@@ -214,10 +264,15 @@ def genre_confusion(real: dict[str, list[Parts]], made: dict[str, list[Parts]]) 
         counts = np.bincount(guess, minlength=len(genres))
         correct += counts[i]
         total += len(guess)
-        lines.append(f"| {g} | " + " | ".join(str(c) for c in counts)
-                     + f" | {counts[i] / max(len(guess), 1):.0%} |")
-    lines.append(f"\nGenre of generated windows recognized by a classifier trained on the data: "
-                 f"{correct / max(total, 1):.1%} ({correct}/{total}; chance {1 / len(genres):.0%})")
+        lines.append(
+            f"| {g} | "
+            + " | ".join(str(c) for c in counts)
+            + f" | {counts[i] / max(len(guess), 1):.0%} |"
+        )
+    lines.append(
+        f"\nGenre of generated windows recognized by a classifier trained on the data: "
+        f"{correct / max(total, 1):.1%} ({correct}/{total}; chance {1 / len(genres):.0%})"
+    )
     return "\n".join(lines)
 
 
@@ -225,12 +280,16 @@ def library_table(tables: dict[str, dict[str, dict[str, float]]]) -> str:
     """One row per genre: each headline metric as generated / data, and how many of the
     quality bar's checks pass."""
     keys = ("EB", "UPC", "QN", "DP", "TD", "consonance")
-    lines = ["| genre | " + " | ".join(keys) + " | quality bar |",
-             "|---|" + "---|" * (len(keys) + 1)]
+    lines = [
+        "| genre | " + " | ".join(keys) + " | quality bar |",
+        "|---|" + "---|" * (len(keys) + 1),
+    ]
     for genre, table in tables.items():
         gen, real = table["generated"], table["real"]
-        cells = [f"{gen[k]:.2f} / {real[k]:.2f}" if k in gen and np.isfinite(gen[k]) else "-"
-                 for k in keys]
+        cells = [
+            f"{gen[k]:.2f} / {real[k]:.2f}" if k in gen and np.isfinite(gen[k]) else "-"
+            for k in keys
+        ]
         checks = quality_checks(table).splitlines()
         passed = sum(line.startswith("PASS") for line in checks)
         lines.append(f"| {genre} | " + " | ".join(cells) + f" | {passed}/{len(checks)} |")

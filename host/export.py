@@ -40,19 +40,40 @@ MMA_DATASET = (
     "Accompaniment: Debian's mma {mma} rendering those progressions in the grooves {grooves}; "
     "its output mapped by GM program family onto bass (lowest line), comp, pad and drum "
     "classes; 16th grid{swing}; 4-bar windows, 1-bar hop; transposition augmentation; split by "
-    "chorale (host/splits/chorale.json)")
+    "chorale (host/splits/chorale.json)"
+)
 
 
-def _band(description: str, bass: int, comp: int, pad: int, tempo: float, swing: float = 0.5,
-          temperature: float = 0.5, accent: float = 0.15,
-          drum_notes: dict[str, int] | None = None) -> dict:
+def _band(
+    description: str,
+    bass: int,
+    comp: int,
+    pad: int,
+    tempo: float,
+    swing: float = 0.5,
+    temperature: float = 0.5,
+    accent: float = 0.15,
+    drum_notes: dict[str, int] | None = None,
+) -> dict:
     """The instrumentation of a band genre: GM programs of bass, comp and pad."""
-    return {"description": description,
-            "tracks": {"bass": (bass, 1, 84), "comp": (comp, 2, 68), "pad": (pad, 3, 56),
-                       "drums": (0, 9, 80)},
-            "drum_notes": drum_notes or {},
-            "playback": Playback(tempo_bpm=tempo, swing=swing, temperature=temperature,
-                                 melody_program=0, melody_velocity=100, accent=accent)}
+    return {
+        "description": description,
+        "tracks": {
+            "bass": (bass, 1, 84),
+            "comp": (comp, 2, 68),
+            "pad": (pad, 3, 56),
+            "drums": (0, 9, 80),
+        },
+        "drum_notes": drum_notes or {},
+        "playback": Playback(
+            tempo_bpm=tempo,
+            swing=swing,
+            temperature=temperature,
+            melody_program=0,
+            melody_velocity=100,
+            accent=accent,
+        ),
+    }
 
 
 # How each genre sounds: GM programs, channels, velocities, tempo, swing, accents.
@@ -60,13 +81,22 @@ INSTRUMENTATION = {
     "chorale": {
         "description": (
             "Four-part chorale harmony: alto, tenor and bass voices for the melody you play, "
-            "learned from J. S. Bach's chorales (real music, the music21 corpus)."),
+            "learned from J. S. Bach's chorales (real music, the music21 corpus)."
+        ),
         "tracks": {"alto": (19, 1, 72), "tenor": (19, 2, 68), "bass": (19, 3, 76)},  # organ
-        "playback": Playback(tempo_bpm=76, swing=0.5, temperature=0.5, melody_program=0,
-                             melody_velocity=100, accent=0.12),
-        "dataset": ("music21 corpus: Bach chorales in 4/4 with exactly four parts, soprano = "
-                    "melody, alto/tenor/bass = accompaniment; 16th grid; 4-bar windows, 1-bar "
-                    "hop; transposition augmentation; split by chorale (host/splits/chorale.json)"),
+        "playback": Playback(
+            tempo_bpm=76,
+            swing=0.5,
+            temperature=0.5,
+            melody_program=0,
+            melody_velocity=100,
+            accent=0.12,
+        ),
+        "dataset": (
+            "music21 corpus: Bach chorales in 4/4 with exactly four parts, soprano = "
+            "melody, alto/tenor/bass = accompaniment; 16th grid; 4-bar windows, 1-bar "
+            "hop; transposition augmentation; split by chorale (host/splits/chorale.json)"
+        ),
     },
     # Not a trained model: the chorale model's file and weights under orchestral instruments.
     "symphony": {
@@ -74,22 +104,42 @@ INSTRUMENTATION = {
         "description": (
             "Orchestral strings and horn: the chorale model (Bach's four-part harmony, the "
             "same weights and file) played by viola, French horn and cello under a violin "
-            "melody."),
+            "melody."
+        ),
         "tracks": {"alto": (41, 1, 70), "tenor": (60, 2, 64), "bass": (42, 3, 78)},
-        "playback": Playback(tempo_bpm=72, swing=0.5, temperature=0.5, melody_program=40,
-                             melody_velocity=96, accent=0.1),
+        "playback": Playback(
+            tempo_bpm=72,
+            swing=0.5,
+            temperature=0.5,
+            melody_program=40,
+            melody_velocity=96,
+            accent=0.1,
+        ),
     },
-    "rock": _band("Rock band: drums, picked bass, overdriven guitar and organ.",
-                  34, 29, 18, 120, accent=0.2),
-    "pop": _band("Pop ballad and 8-beat: drums, bass, electric piano and strings.",
-                 33, 4, 48, 96),
-    "jazz": _band("Swing jazz combo: ride and brushes, walking bass, jazz guitar, brass.",
-                  32, 26, 61, 132, swing=0.64, accent=0.1),
-    "bossa": _band("Bossa nova: side-stick and shaker, bass, nylon guitar, strings.",
-                   32, 24, 48, 128, accent=0.1, drum_notes={"snare": 37}),
+    "rock": _band(
+        "Rock band: drums, picked bass, overdriven guitar and organ.", 34, 29, 18, 120, accent=0.2
+    ),
+    "pop": _band("Pop ballad and 8-beat: drums, bass, electric piano and strings.", 33, 4, 48, 96),
+    "jazz": _band(
+        "Swing jazz combo: ride and brushes, walking bass, jazz guitar, brass.",
+        32,
+        26,
+        61,
+        132,
+        swing=0.64,
+        accent=0.1,
+    ),
+    "bossa": _band(
+        "Bossa nova: side-stick and shaker, bass, nylon guitar, strings.",
+        32,
+        24,
+        48,
+        128,
+        accent=0.1,
+        drum_notes={"snare": 37},
+    ),
     "blues": _band("Blues shuffle: drums, bass, organ and brass.", 33, 16, 61, 92, swing=0.64),
-    "funk": _band("Funk: drums, slap bass, muted guitar and horns.", 36, 28, 61, 104,
-                  accent=0.2),
+    "funk": _band("Funk: drums, slap bass, muted guitar and horns.", 36, 28, 61, 104, accent=0.2),
     "country": _band("Country: drums, bass, steel guitar and fiddle.", 32, 25, 110, 112),
 }
 
@@ -97,7 +147,8 @@ INSTRUMENTATION = {
 def instrumentation(genre: str) -> dict:
     """A genre's instrumentation; a user's own genre sounds like a plain band."""
     return INSTRUMENTATION.get(genre) or _band(
-        f"{genre}: trained from your own MIDI files.", 33, 0, 48, 110)
+        f"{genre}: trained from your own MIDI files.", 33, 0, 48, 110
+    )
 
 
 def card_file(out_dir: Path, genre: str) -> Path:
@@ -110,8 +161,9 @@ def load_run(run_dir: Path) -> tuple[dict, GeneratorConfig]:
     return config, GeneratorConfig.from_json(config["generator"])
 
 
-def float_generator(run_dir: Path, weights: Path | None = None,
-                    batch_size: int | None = None) -> keras.Model:
+def float_generator(
+    run_dir: Path, weights: Path | None = None, batch_size: int | None = None
+) -> keras.Model:
     """The trained float Keras generator of a run."""
     _, cfg = load_run(run_dir)
     model = build_generator(cfg, batch_size=batch_size)
@@ -128,8 +180,10 @@ def convert_int8(model, cfg: GeneratorConfig, calibration: np.ndarray, seed: int
         # A dict keyed by input name: a list would be matched to inputs by position.
         for melody in calibration:
             groove = int(rng.integers(len(cfg.grooves))) if cfg.grooves else None
-            yield {"melody": melody[None].astype(np.float32),
-                   "noise": noise_vector(cfg.noise_dim, len(cfg.grooves), groove, rng)[None]}
+            yield {
+                "melody": melody[None].astype(np.float32),
+                "noise": noise_vector(cfg.noise_dim, len(cfg.grooves), groove, rng)[None],
+            }
 
     # The Keras model's own signature keeps the input and output names.
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -148,19 +202,34 @@ def tensor_specs(model_bytes: bytes) -> tuple[dict[str, TensorSpec], dict[str, T
     runner = Interpreter(model_content=model_bytes).get_signature_runner()
 
     def specs(details: dict) -> dict[str, TensorSpec]:
-        return {name: TensorSpec(name, tuple(int(x) for x in d["shape"]),
-                                 float(d["quantization"][0]), int(d["quantization"][1]))
-                for name, d in sorted(details.items())}
+        return {
+            name: TensorSpec(
+                name,
+                tuple(int(x) for x in d["shape"]),
+                float(d["quantization"][0]),
+                int(d["quantization"][1]),
+            )
+            for name, d in sorted(details.items())
+        }
 
     return specs(runner.get_input_details()), specs(runner.get_output_details())
 
 
 def git_commit() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True, cwd=Path(__file__).parent).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+        ).stdout
         return rev + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -170,9 +239,16 @@ def _val_loss(row: dict) -> float:
     return row.get("val_loss", row.get("val_ce", np.inf))  # val_ce: logs before band models
 
 
-def export(run_dir: Path, genre: str, out_dir: Path, calibration_melodies: np.ndarray,
-           melody_center: int, history: list[dict], extra_provenance: dict,
-           dataset: str) -> ModelCard:
+def export(
+    run_dir: Path,
+    genre: str,
+    out_dir: Path,
+    calibration_melodies: np.ndarray,
+    melody_center: int,
+    history: list[dict],
+    extra_provenance: dict,
+    dataset: str,
+) -> ModelCard:
     """Write ``out_dir/<genre>.tflite``, ``.json`` and the float weights; return the card."""
     config, cfg = load_run(run_dir)
     spec = instrumentation(genre)
@@ -189,17 +265,35 @@ def export(run_dir: Path, genre: str, out_dir: Path, calibration_melodies: np.nd
     tracks = []
     for name, kind in cfg.kinds().items():
         program, channel, velocity = spec["tracks"][name]
-        drum_notes = tuple(spec.get("drum_notes", {}).get(cls, notes[0])
-                           for cls, notes in DRUM_CLASSES)
-        tracks.append(TrackSpec(
-            name=name, program=program, channel=channel, kind=kind, is_drum=kind == "drums",
-            output=name, onset_output="" if kind == "drums" else f"{name}_onset",
-            velocity=velocity, drum_notes=drum_notes if kind == "drums" else ()))
+        drum_notes = tuple(
+            spec.get("drum_notes", {}).get(cls, notes[0]) for cls, notes in DRUM_CLASSES
+        )
+        tracks.append(
+            TrackSpec(
+                name=name,
+                program=program,
+                channel=channel,
+                kind=kind,
+                is_drum=kind == "drums",
+                output=name,
+                onset_output="" if kind == "drums" else f"{name}_onset",
+                velocity=velocity,
+                drum_notes=drum_notes if kind == "drums" else (),
+            )
+        )
     card = ModelCard(
-        genre=genre, bars=cfg.bars, pitch_low=cfg.pitch_low, pitch_high=cfg.pitch_high,
-        melody_center=melody_center, inputs=inputs, outputs=outputs, tracks=tuple(tracks),
+        genre=genre,
+        bars=cfg.bars,
+        pitch_low=cfg.pitch_low,
+        pitch_high=cfg.pitch_high,
+        melody_center=melody_center,
+        inputs=inputs,
+        outputs=outputs,
+        tracks=tuple(tracks),
         grooves=tuple(cfg.grooves),
-        playback=spec["playback"], sha256=sha256_of(tflite), description=spec["description"],
+        playback=spec["playback"],
+        sha256=sha256_of(tflite),
+        description=spec["description"],
         provenance={
             "dataset": dataset,
             "train_command": config["command"],
@@ -208,8 +302,10 @@ def export(run_dir: Path, genre: str, out_dir: Path, calibration_melodies: np.nd
             "train_config": config["train"],
             "epochs_run": len(history),
             "best_epoch": min(history, key=_val_loss)["epoch"] if history else None,
-            "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()}
-                        for r in history],
+            "history": [
+                {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()}
+                for r in history
+            ],
             "float_weights": float_weights.name,
             "float_weights_sha256": sha256_of(float_weights),
             "tflite_bytes": len(model_bytes),
@@ -232,18 +328,44 @@ def reuse(source: ModelCard, genre: str, out_dir: Path) -> ModelCard:
     out_dir.mkdir(parents=True, exist_ok=True)
     tflite, json_path = out_dir / f"{genre}.tflite", card_file(out_dir, genre)
     atomic_write_bytes(tflite, source.model_path.read_bytes())
-    tracks = tuple(TrackSpec(**{**t.to_json(), "program": spec["tracks"][t.name][0],
-                                "velocity": spec["tracks"][t.name][2]})
-                   for t in source.tracks)
-    provenance = {**source.provenance, "reuses": source.genre,
-                  "float_weights": str(Path(os.path.relpath(
-                      source.model_path.parent / source.provenance["float_weights"], out_dir))),
-                  "export_command": f"deepkeys export --genre {genre}"}
+    tracks = tuple(
+        TrackSpec(
+            **{
+                **t.to_json(),
+                "program": spec["tracks"][t.name][0],
+                "velocity": spec["tracks"][t.name][2],
+            }
+        )
+        for t in source.tracks
+    )
+    provenance = {
+        **source.provenance,
+        "reuses": source.genre,
+        "float_weights": str(
+            Path(
+                os.path.relpath(
+                    source.model_path.parent / source.provenance["float_weights"], out_dir
+                )
+            )
+        ),
+        "export_command": f"deepkeys export --genre {genre}",
+    }
     card = ModelCard(
-        genre=genre, bars=source.bars, pitch_low=source.pitch_low, pitch_high=source.pitch_high,
-        melody_center=source.melody_center, inputs=source.inputs, outputs=source.outputs,
-        tracks=tracks, playback=spec["playback"], sha256=sha256_of(tflite), grooves=source.grooves,
-        description=spec["description"], provenance=provenance, path=json_path)
+        genre=genre,
+        bars=source.bars,
+        pitch_low=source.pitch_low,
+        pitch_high=source.pitch_high,
+        melody_center=source.melody_center,
+        inputs=source.inputs,
+        outputs=source.outputs,
+        tracks=tracks,
+        playback=spec["playback"],
+        sha256=sha256_of(tflite),
+        grooves=source.grooves,
+        description=spec["description"],
+        provenance=provenance,
+        path=json_path,
+    )
     atomic_write_bytes(json_path, (json.dumps(card.to_json(), indent=1) + "\n").encode())
     loaded = load_card(json_path)
     Generator(loaded)
@@ -253,8 +375,9 @@ def reuse(source: ModelCard, genre: str, out_dir: Path) -> ModelCard:
 THRESHOLDS = np.round(np.arange(0.2, 0.65, 0.05), 2)
 
 
-def calibrate_thresholds(card: ModelCard, model: keras.Model, windows: Windows,
-                         n: int = 256) -> dict[str, float]:
+def calibrate_thresholds(
+    card: ModelCard, model: keras.Model, windows: Windows, n: int = 256
+) -> dict[str, float]:
     """For each poly and drum track, the firing threshold whose decoded notes come
     closest in number to the data's, on ``n`` validation windows: a multi-hot part
     whose pitches are uncertain (an arpeggio's next chord tone) otherwise falls silent."""
@@ -265,22 +388,41 @@ def calibrate_thresholds(card: ModelCard, model: keras.Model, windows: Windows,
     drum_notes = next((t.drum_notes for t in card.tracks if t.kind == "drums"), ())
     sample = windows.take(np.linspace(0, len(windows) - 1, min(n, len(windows))).astype(int))
     rng = np.random.default_rng(0)
-    noise = np.stack([noise_vector(cfg.noise_dim, len(cfg.grooves), int(g), rng)
-                      for g in sample.groove])
-    out = model.predict({"melody": melody_tensor(sample.melody_pitch, sample.melody_onset, cfg),
-                         "noise": noise}, batch_size=64, verbose=0)
+    noise = np.stack(
+        [noise_vector(cfg.noise_dim, len(cfg.grooves), int(g), rng) for g in sample.groove]
+    )
+    out = model.predict(
+        {"melody": melody_tensor(sample.melody_pitch, sample.melody_onset, cfg), "noise": noise},
+        batch_size=64,
+        verbose=0,
+    )
     truth = true_parts(sample, kinds, drum_notes)
     chosen = {}
     for name, kind in kinds.items():
         if kind == "mono":
             continue
         target = sum(len(p[name]) for p in truth)
-        counts = [sum(len(p[name]) for p in decode_outputs(
-                      out, {name: kind}, cfg.pitch_low, drum_notes=drum_notes,
-                      thresholds={name: float(th)})) for th in THRESHOLDS]
+        counts = [
+            sum(
+                len(p[name])
+                for p in decode_outputs(
+                    out,
+                    {name: kind},
+                    cfg.pitch_low,
+                    drum_notes=drum_notes,
+                    thresholds={name: float(th)},
+                )
+            )
+            for th in THRESHOLDS
+        ]
         chosen[name] = float(THRESHOLDS[int(np.argmin([abs(c - target) for c in counts]))])
-        log.info("threshold track=%s chosen=%.2f notes=%d data=%d", name, chosen[name],
-                 counts[int(np.argmin([abs(c - target) for c in counts]))], target)
+        log.info(
+            "threshold track=%s chosen=%.2f notes=%d data=%d",
+            name,
+            chosen[name],
+            counts[int(np.argmin([abs(c - target) for c in counts]))],
+            target,
+        )
     return chosen
 
 
@@ -302,8 +444,9 @@ def add_metrics(card_path: Path, metrics: dict) -> None:
     atomic_write_bytes(card_path, (json.dumps(raw, indent=1) + "\n").encode())
 
 
-def calibration_set(windows: Windows, cfg: GeneratorConfig, n: int = 256,
-                    seed: int = 0) -> np.ndarray:
+def calibration_set(
+    windows: Windows, cfg: GeneratorConfig, n: int = 256, seed: int = 0
+) -> np.ndarray:
     """Melody inputs of ``n`` training windows, for the int8 calibration."""
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(windows), size=min(n, len(windows)), replace=False)

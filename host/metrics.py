@@ -97,6 +97,7 @@ _KEY_PROFILES = _key_profiles()
 
 # ---------------------------------------------------------------- helpers
 
+
 def _roll(notes: Iterable[Note], n_steps: int) -> np.ndarray:
     return notes_to_roll(notes, n_steps)
 
@@ -164,6 +165,7 @@ def _pc_histogram(notes: Iterable[Note]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- MuseGAN metrics
+
 
 def empty_bar_rate(
     notes: Sequence[Note], n_steps: int, steps_per_bar: int = STEPS_PER_BAR
@@ -256,6 +258,7 @@ def tonal_distance(
 
 # ---------------------------------------------------------------- deepkeys metrics
 
+
 def polyphony(notes: Sequence[Note], n_steps: int) -> float:
     """The mean number of pitches sounding at the steps where at least one sounds
     (muspy's ``polyphony``); nan if nothing sounds.
@@ -334,6 +337,7 @@ def consonance(
 
 
 # ---------------------------------------------------------------- summaries
+
 
 def summarize(
     melody: Sequence[Note],

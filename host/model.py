@@ -50,8 +50,11 @@ class GeneratorConfig(RollShape):
 
     def kinds(self) -> dict[str, str]:
         """Track name -> kind ("mono", "poly", "drums"), in output order."""
-        return {**{v: "mono" for v in self.voices}, **{p: "poly" for p in self.poly},
-                **{d: "drums" for d in self.drums}}
+        return {
+            **{v: "mono" for v in self.voices},
+            **{p: "poly" for p in self.poly},
+            **{d: "drums" for d in self.drums},
+        }
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,8 +62,7 @@ class GeneratorConfig(RollShape):
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> GeneratorConfig:
         """The inverse of :meth:`to_json`: JSON's lists back into the tuple fields."""
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in raw.items()}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
         return cls(**values)
 
 
@@ -88,10 +90,17 @@ class PositionFeatures(layers.Layer):
         return {**super().get_config(), "bars": self.bars}
 
 
-def _conv(x: tf.Tensor, width: int, kernel: int = 3, strides: int = 1, dilation: int = 1,
-          name: str | None = None) -> tf.Tensor:
-    x = layers.Conv1D(width, kernel, strides=strides, dilation_rate=dilation, padding="same",
-                      name=name)(x)
+def _conv(
+    x: tf.Tensor,
+    width: int,
+    kernel: int = 3,
+    strides: int = 1,
+    dilation: int = 1,
+    name: str | None = None,
+) -> tf.Tensor:
+    x = layers.Conv1D(
+        width, kernel, strides=strides, dilation_rate=dilation, padding="same", name=name
+    )(x)
     return layers.LeakyReLU(0.2)(x)
 
 
@@ -144,8 +153,11 @@ def build_generator(cfg: GeneratorConfig, batch_size: int | None = None) -> kera
 
 def accomp_width(cfg: GeneratorConfig) -> int:
     """Features per step of all tracks together, as the critic sees them."""
-    return (len(cfg.voices) * (cfg.n_classes + 1) + len(cfg.poly) * (cfg.n_pitches + 1)
-            + len(cfg.drums) * cfg.n_drum_classes)
+    return (
+        len(cfg.voices) * (cfg.n_classes + 1)
+        + len(cfg.poly) * (cfg.n_pitches + 1)
+        + len(cfg.drums) * cfg.n_drum_classes
+    )
 
 
 def build_critic(cfg: GeneratorConfig) -> keras.Model:

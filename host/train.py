@@ -45,16 +45,30 @@ class Trainer:
         self.epoch = tf.Variable(0, dtype=tf.int64)
         self.best = tf.Variable(np.inf, dtype=tf.float64)
         self.stale = tf.Variable(0, dtype=tf.int64)
-        self.ckpt = tf.train.Checkpoint(generator=self.generator, critic=self.critic,
-                                        g_opt=self.g_opt, d_opt=self.d_opt, epoch=self.epoch,
-                                        best=self.best, stale=self.stale)
+        self.ckpt = tf.train.Checkpoint(
+            generator=self.generator,
+            critic=self.critic,
+            g_opt=self.g_opt,
+            d_opt=self.d_opt,
+            epoch=self.epoch,
+            best=self.best,
+            stale=self.stale,
+        )
         self.manager = tf.train.CheckpointManager(self.ckpt, run_dir / "ckpt", max_to_keep=2)
 
     def write_config(self, genre: str, command: str) -> None:
         """What export needs to rebuild the generator, and the command that made it."""
-        (self.run_dir / "config.json").write_text(json.dumps(
-            {"genre": genre, "generator": self.cfg.to_json(), "train": asdict(self.tcfg),
-             "command": command}, indent=2))
+        (self.run_dir / "config.json").write_text(
+            json.dumps(
+                {
+                    "genre": genre,
+                    "generator": self.cfg.to_json(),
+                    "train": asdict(self.tcfg),
+                    "command": command,
+                },
+                indent=2,
+            )
+        )
 
     # --- one step -----------------------------------------------------------------
     def _stack(self, out: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -70,8 +84,9 @@ class Trainer:
     def _losses(self, pred: dict, batch: dict) -> dict[str, tf.Tensor]:
         tc, losses = self.tcfg, {}
         if "mono" in pred:
-            losses["ce"] = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
-                batch["mono"], pred["mono"]))
+            losses["ce"] = tf.reduce_mean(
+                tf.keras.losses.sparse_categorical_crossentropy(batch["mono"], pred["mono"])
+            )
             losses["onset_bce"] = _bce(batch["mono_onset"], pred["mono_onset"])
         if "poly" in pred:
             losses["poly_bce"] = _bce(batch["poly"], pred["poly"], tc.poly_pos_weight)
@@ -79,8 +94,12 @@ class Trainer:
         if "drums" in pred:
             losses["drum_bce"] = _bce(batch["drums"], pred["drums"], tc.drum_pos_weight)
         onset = losses.get("onset_bce", 0.0) + losses.get("poly_onset_bce", 0.0)
-        losses["loss"] = (losses.get("ce", 0.0) + losses.get("poly_bce", 0.0)
-                          + losses.get("drum_bce", 0.0) + tc.onset_weight * onset)
+        losses["loss"] = (
+            losses.get("ce", 0.0)
+            + losses.get("poly_bce", 0.0)
+            + losses.get("drum_bce", 0.0)
+            + tc.onset_weight * onset
+        )
         return losses
 
     def _accomp(self, parts: dict[str, tf.Tensor]) -> tf.Tensor:
@@ -101,8 +120,9 @@ class Trainer:
         for key, p in pred.items():
             if key == "mono":
                 gumbel = -tf.math.log(-tf.math.log(tf.random.uniform(tf.shape(p), 1e-6, 1 - 1e-6)))
-                soft = tf.nn.softmax((tf.math.log(p + 1e-8) + gumbel)
-                                     / self.tcfg.gumbel_temperature)
+                soft = tf.nn.softmax(
+                    (tf.math.log(p + 1e-8) + gumbel) / self.tcfg.gumbel_temperature
+                )
                 one_hot = tf.one_hot(tf.argmax(soft, axis=-1), self.cfg.n_classes)
                 hard[key] = one_hot + soft - tf.stop_gradient(soft)
             else:
@@ -114,8 +134,9 @@ class Trainer:
         real = {}
         for key in ("mono", "mono_onset", "poly", "poly_onset", "drums"):
             if key.split("_")[0] in self._kinds:
-                real[key] = (tf.one_hot(batch[key], self.cfg.n_classes) if key == "mono"
-                             else batch[key])
+                real[key] = (
+                    tf.one_hot(batch[key], self.cfg.n_classes) if key == "mono" else batch[key]
+                )
         return real
 
     def _noise(self, groove: tf.Tensor) -> tf.Tensor:
@@ -131,10 +152,12 @@ class Trainer:
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             pred = self._stack(self.generator({"melody": melody, "noise": noise}, training=True))
             losses = self._losses(pred, batch)
-            d_real = self.critic({"melody": melody, "accomp": self._accomp(self._real(batch))},
-                                 training=True)
-            d_fake = self.critic({"melody": melody, "accomp": self._accomp(self._hard(pred))},
-                                 training=True)
+            d_real = self.critic(
+                {"melody": melody, "accomp": self._accomp(self._real(batch))}, training=True
+            )
+            d_fake = self.critic(
+                {"melody": melody, "accomp": self._accomp(self._hard(pred))}, training=True
+            )
             d_loss = tf.reduce_mean(tf.nn.relu(1 - d_real)) + tf.reduce_mean(tf.nn.relu(1 + d_fake))
             g_adv = -tf.reduce_mean(d_fake)
             g_loss = losses["loss"] + self.tcfg.adversarial_weight * g_adv
@@ -142,8 +165,14 @@ class Trainer:
         d_vars = self.critic.trainable_variables
         self.g_opt.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars))
         self.d_opt.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars))
-        return {**losses, "g_loss": g_loss, "g_adv": g_adv, "d_loss": d_loss,
-                "d_real": tf.reduce_mean(d_real), "d_fake": tf.reduce_mean(d_fake)}
+        return {
+            **losses,
+            "g_loss": g_loss,
+            "g_adv": g_adv,
+            "d_loss": d_loss,
+            "d_real": tf.reduce_mean(d_real),
+            "d_fake": tf.reduce_mean(d_fake),
+        }
 
     @tf.function(reduce_retracing=True)
     def predict(self, melody, groove):
@@ -155,8 +184,9 @@ class Trainer:
         arrays = data.arrays(self.cfg)
         outs: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(data), 128):
-            for k, v in self.predict(arrays["melody"][i : i + 128],
-                                     arrays["groove"][i : i + 128]).items():
+            for k, v in self.predict(
+                arrays["melody"][i : i + 128], arrays["groove"][i : i + 128]
+            ).items():
                 outs.setdefault(k, []).append(v.numpy())
         out = {k: np.concatenate(v) for k, v in outs.items()}
         losses = self._losses(self._stack(out), arrays)
@@ -166,14 +196,24 @@ class Trainer:
             stats["val_acc"] = float((pred.argmax(-1) == arrays["mono"]).mean())
         # Musical metrics of decoded tracks, on an evenly spread subset (decoding is slow).
         idx = np.linspace(0, len(data) - 1, min(metric_windows, len(data))).astype(int)
-        stats.update({f"val_{k}": v for k, v in window_metrics(
-            data.take(idx), {k: v[idx] for k, v in out.items()}, self.cfg).items()})
+        stats.update(
+            {
+                f"val_{k}": v
+                for k, v in window_metrics(
+                    data.take(idx), {k: v[idx] for k, v in out.items()}, self.cfg
+                ).items()
+            }
+        )
         return stats
 
     def batches(self, data: Windows, rng: np.random.Generator, steps: int):
         """``steps`` random batches, each window transposed into a random key."""
-        order = np.concatenate([rng.permutation(len(data))
-                                for _ in range(-(-steps * self.tcfg.batch_size // len(data)))])
+        order = np.concatenate(
+            [
+                rng.permutation(len(data))
+                for _ in range(-(-steps * self.tcfg.batch_size // len(data)))
+            ]
+        )
         for i in range(steps):
             idx = order[i * self.tcfg.batch_size : (i + 1) * self.tcfg.batch_size]
             window = data.take(idx).transposed(rng, self.cfg.pitch_low, self.cfg.pitch_high)
@@ -186,9 +226,14 @@ class Trainer:
             epoch = int(self.epoch.numpy()) + 1
             started = time.monotonic()
             sums: dict[str, float] = {}
-            bar = tqdm(self.batches(data["train"], rng, steps), total=steps,
-                       desc=f"epoch {epoch}/{self.tcfg.epochs}", leave=False, file=sys.stderr,
-                       disable=None)
+            bar = tqdm(
+                self.batches(data["train"], rng, steps),
+                total=steps,
+                desc=f"epoch {epoch}/{self.tcfg.epochs}",
+                leave=False,
+                file=sys.stderr,
+                disable=None,
+            )
             for batch in bar:
                 out = self.train_step(_present(batch, self._kinds))
                 for k, v in out.items():
@@ -219,8 +264,7 @@ class Trainer:
 def _bce(target: tf.Tensor, p: tf.Tensor, pos_weight: float = 1.0) -> tf.Tensor:
     """Binary cross-entropy, the positive cells weighted by ``pos_weight``."""
     p = tf.clip_by_value(p, 1e-6, 1 - 1e-6)
-    return -tf.reduce_mean(pos_weight * target * tf.math.log(p)
-                           + (1 - target) * tf.math.log(1 - p))
+    return -tf.reduce_mean(pos_weight * target * tf.math.log(p) + (1 - target) * tf.math.log(1 - p))
 
 
 def _width(t: tf.Tensor) -> int:
@@ -257,8 +301,12 @@ def plot_history(log_path: Path, png: Path) -> None:
     for key in ("d_loss", "g_adv"):
         axes[1].plot(epochs, [r[key] for r in rows], label=key)
     axes[1].set_title("adversarial (hinge)")
-    for key in sorted(k for k in rows[-1] if k.startswith("val_") and k[4:] in
-                      ("in_key", "consonance", "QN", "EB", "DP", "polyphony_ratio", "acc")):
+    for key in sorted(
+        k
+        for k in rows[-1]
+        if k.startswith("val_")
+        and k[4:] in ("in_key", "consonance", "QN", "EB", "DP", "polyphony_ratio", "acc")
+    ):
         axes[2].plot(epochs, [r[key] for r in rows], label=key)
     axes[2].set_title("validation metrics (decoded voices)")
     for ax in axes:
@@ -272,9 +320,17 @@ def plot_history(log_path: Path, png: Path) -> None:
     os.replace(tmp, png)
 
 
-def train(genre: str, run_dir: Path, epochs: int, seed: int, resume: bool, command: str,
-          tcfg_overrides: dict | None = None, data_folder: Path | None = None,
-          melody_track: str | None = None) -> Path:
+def train(
+    genre: str,
+    run_dir: Path,
+    epochs: int,
+    seed: int,
+    resume: bool,
+    command: str,
+    tcfg_overrides: dict | None = None,
+    data_folder: Path | None = None,
+    melody_track: str | None = None,
+) -> Path:
     """Train ``genre`` into ``run_dir`` and return the path of the best weights."""
     tf.config.threading.set_inter_op_parallelism_threads(2)
     data = load_windows(genre, data_folder, melody_track)  # bad data fails before any work
@@ -287,10 +343,15 @@ def train(genre: str, run_dir: Path, epochs: int, seed: int, resume: bool, comma
     trainer = Trainer(cfg, tcfg, run_dir)
     if resume and trainer.manager.latest_checkpoint:
         trainer.ckpt.restore(trainer.manager.latest_checkpoint)
-        log.info("resume=%s epoch=%d", trainer.manager.latest_checkpoint,
-                 int(trainer.epoch.numpy()))
+        log.info(
+            "resume=%s epoch=%d", trainer.manager.latest_checkpoint, int(trainer.epoch.numpy())
+        )
     trainer.write_config(genre, command)
-    log.info("data train=%d validation=%d test=%d", len(data["train"]), len(data["validation"]),
-             len(data["test"]))
+    log.info(
+        "data train=%d validation=%d test=%d",
+        len(data["train"]),
+        len(data["validation"]),
+        len(data["test"]),
+    )
     trainer.fit(data, log_path, command)
     return run_dir / "best.weights.h5"

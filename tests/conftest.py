@@ -21,8 +21,13 @@ MELODIES = REPO / "device" / "melodies"
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``deepkeys ARGS`` in a fresh interpreter, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "deepkeys.device.cli", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "deepkeys.device.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def wait_for(check: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
@@ -37,16 +42,27 @@ def wait_for(check: Callable[[], object], timeout: float = 10.0, what: str = "")
         time.sleep(0.02)
 
 
-def write_midi(path: Path, notes: list[tuple[int, float, float]], bpm: float = 120,
-               channel: int = 0) -> Path:
+def write_midi(
+    path: Path, notes: list[tuple[int, float, float]], bpm: float = 120, channel: int = 0
+) -> Path:
     """A type-0 MIDI file from (pitch, start beat, length in beats) tuples."""
     tpb = 480
     events = []
     for pitch, start, length in notes:
-        events.append((round(start * tpb), 1, mido.Message("note_on", note=pitch, velocity=90,
-                                                          channel=channel)))
-        events.append((round((start + length) * tpb), 0, mido.Message("note_off", note=pitch,
-                                                                     channel=channel)))
+        events.append(
+            (
+                round(start * tpb),
+                1,
+                mido.Message("note_on", note=pitch, velocity=90, channel=channel),
+            )
+        )
+        events.append(
+            (
+                round((start + length) * tpb),
+                0,
+                mido.Message("note_off", note=pitch, channel=channel),
+            )
+        )
     events.sort(key=lambda e: (e[0], e[1]))
     track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))])
     now = 0
@@ -88,8 +104,11 @@ def _free_port() -> int:
 
 
 def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deepkeys-test",
-                    "-f", str(path)], check=True, capture_output=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deepkeys-test", "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.fixture
@@ -136,9 +155,11 @@ Host *
 """)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
     log = open(d / "sshd.log", "w")
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
+
         def up() -> bool:
             if proc.poll() is not None:
                 return True

@@ -18,13 +18,11 @@ from deepkeys.device.errors import UserError
 pytest.importorskip("fluidsynth", reason="pyfluidsynth (and libfluidsynth3) not installed")
 pytest.importorskip("alsaaudio", reason="pyalsaaudio not installed")
 
-from deepkeys.device.adapters.audio import AudioOutput, BlockInfo  # noqa: E402
-from deepkeys.device.appliance.sequencer import Sequencer  # noqa: E402
-from deepkeys.device.adapters.synth import NOTE_ON, Synth  # noqa: E402
+from deepkeys.device.adapters.audio import AudioOutput, BlockInfo
+from deepkeys.device.adapters.synth import NOTE_ON, Synth
+from deepkeys.device.appliance.sequencer import Sequencer
 
 RATE = 48000
-
-
 
 
 def file_pcm(path: Path) -> str:
@@ -40,12 +38,18 @@ def read_wav(path: Path) -> np.ndarray:
 
 def piece() -> Composition:
     return Composition(
-        [Track("bass", 33, [Note(40, 0, 3), Note(43, 4, 7), Note(45, 10, 16)], channel=1),
-         Track("drums", 0, [Note(36, 0, 1), Note(38, 4, 5), Note(42, 6, 7)], is_drum=True)],
-        16, 150.0)
+        [
+            Track("bass", 33, [Note(40, 0, 3), Note(43, 4, 7), Note(45, 10, 16)], channel=1),
+            Track("drums", 0, [Note(36, 0, 1), Note(38, 4, 5), Note(42, 6, 7)], is_drum=True),
+        ],
+        16,
+        150.0,
+    )
 
 
-def test_file_pcm_captures_exactly_what_the_engine_rendered(tmp_path: Path, soundfont: Path) -> None:
+def test_file_pcm_captures_exactly_what_the_engine_rendered(
+    tmp_path: Path, soundfont: Path
+) -> None:
     wav = tmp_path / "out.wav"
     synth, seq = Synth(soundfont), Sequencer(RATE, 150.0)
     seq.metronome = True
@@ -62,9 +66,12 @@ def test_file_pcm_captures_exactly_what_the_engine_rendered(tmp_path: Path, soun
     ref_synth, ref_seq = Synth(soundfont), Sequencer(RATE, 150.0)
     ref_seq.metronome = True
     ref_seq.play(piece())
-    ref = np.concatenate([
-        ref_synth.render(128, ref_seq.events_for_block(s, 128)).copy()
-        for s in range(0, len(captured), 128)])
+    ref = np.concatenate(
+        [
+            ref_synth.render(128, ref_seq.events_for_block(s, 128)).copy()
+            for s in range(0, len(captured), 128)
+        ]
+    )
     ref_synth.close()
     assert np.array_equal(captured, ref)
     assert np.abs(captured[: RATE // 2].astype(float)).max() > 1000  # and it is music, not silence
@@ -95,8 +102,12 @@ def test_a_live_note_is_in_the_captured_wav_at_its_block(tmp_path: Path, soundfo
     assert np.abs(captured[:sample]).max() <= 2  # silence (dither) before that block
 
     ref_synth = Synth(soundfont, reverb=False)
-    ref = np.concatenate([ref_synth.render(128, [(0, NOTE_ON, 0, 69, 110)] if i == 0 else ()).copy()
-                          for i in range(300)]).astype(np.float64)
+    ref = np.concatenate(
+        [
+            ref_synth.render(128, [(0, NOTE_ON, 0, 69, 110)] if i == 0 else ()).copy()
+            for i in range(300)
+        ]
+    ).astype(np.float64)
     ref_synth.close()
     n = min(len(ref), len(captured) - sample)
     assert n > RATE // 2
@@ -142,8 +153,9 @@ def test_unknown_device_is_a_user_error(soundfont: Path) -> None:
     synth.close()
 
 
-def test_realtime_priority_is_asked_for_and_logged_once(soundfont: Path,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_realtime_priority_is_asked_for_and_logged_once(
+    soundfont: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     synth = Synth(soundfont)
     with caplog.at_level(logging.INFO, logger="deepkeys.device.adapters.audio"):
         with AudioOutput(synth, device="null", pace=True) as out:

@@ -165,4 +165,3 @@ def test_windows_of_a_real_chorale(parsed):
     bars = -(-c.pitch.shape[1] // 16)
     assert pitch.shape == (bars - 3, 4, 64) and names == [PLAIN] * (bars - 3)
     np.testing.assert_array_equal(onset[2], c.onset[:, 32:96])
-

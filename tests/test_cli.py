@@ -13,16 +13,19 @@ from conftest import MODELS, REPO, run_cli
 
 def test_host_command_without_host_extra_says_what_to_install():
     # Hide TensorFlow as a device install would lack it.
-    code = ("import importlib.util as u, sys\n"
-            "real = u.find_spec\n"
-            "u.find_spec = lambda name, *a: None if name == 'tensorflow' else real(name, *a)\n"
-            "from deepkeys.device.cli import main\n"
-            "sys.exit(main(['train', '--genre', 'chorale']))\n")
+    code = (
+        "import importlib.util as u, sys\n"
+        "real = u.find_spec\n"
+        "u.find_spec = lambda name, *a: None if name == 'tensorflow' else real(name, *a)\n"
+        "from deepkeys.device.cli import main\n"
+        "sys.exit(main(['train', '--genre', 'chorale']))\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "deepkeys: 'deepkeys train' runs on the workstation and needs tensorflow: "
-        "pip install 'deepkeys[host]'")
+        "pip install 'deepkeys[host]'"
+    )
 
 
 def test_genres_lists_the_shipped_chorale_model(chorale_card):
@@ -48,15 +51,21 @@ def test_demo_accompanies_every_bundled_melody(tmp_path, chorale_card):
     genres = sorted(p.stem for p in MODELS.glob("*.json"))
     for genre in genres:
         assert (tmp_path / f"{melodies[0]}-{genre}.mid").exists()
-    assert result.stdout.strip().splitlines()[-1].startswith(
-        f"deepkeys demo: {len(melodies) * len(genres)} ")
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .startswith(f"deepkeys demo: {len(melodies) * len(genres)} ")
+    )
 
 
-@pytest.mark.parametrize("args, row", [
-    (["startup", "--runs", "1"], "| start to READY (s) |"),
-    (["latency", "--notes", "20"], "| key to audio"),
-    (["synth", "--seconds", "0.5"], "| FluidSynth, "),
-])
+@pytest.mark.parametrize(
+    "args, row",
+    [
+        (["startup", "--runs", "1"], "| start to READY (s) |"),
+        (["latency", "--notes", "20"], "| key to audio"),
+        (["synth", "--seconds", "0.5"], "| FluidSynth, "),
+    ],
+)
 def test_bench_commands_print_their_figures(args, row, chorale_card):
     # Benchmarks report, they never pass or fail on speed: check they measure something.
     result = run_cli("bench", *args)

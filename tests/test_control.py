@@ -45,8 +45,11 @@ def server(tmp_path: Path, events: queue.Queue):
     def crash(req: dict) -> dict:
         raise RuntimeError("boom")
 
-    handler = {"status": lambda req: {"state": "idle", "genre": "rock"},
-               "press": press, "crash": crash}
+    handler = {
+        "status": lambda req: {"state": "idle", "genre": "rock"},
+        "press": press,
+        "crash": crash,
+    }
     with ControlServer(tmp_path / "run" / "deepkeys" / "control.sock", handler) as srv:
         yield srv
 
@@ -81,9 +84,17 @@ def test_status_and_press_round_trip(server: ControlServer, events: queue.Queue)
 
 def test_bad_lines_get_errors_and_server_survives(server: ControlServer) -> None:
     too_long = b'{"cmd": "status", "pad": "' + b"x" * (70 * 1024) + b'"}\n'
-    replies = raw_lines(server.path, b"not json\n" + b'{"cmd": "dance"}\n' + b"[1, 2]\n"
-                        + b"\xff\xfe\n" + too_long + b'{"cmd": "crash"}\n'
-                        + b'{"cmd": "status"}\n', replies=7)
+    replies = raw_lines(
+        server.path,
+        b"not json\n"
+        + b'{"cmd": "dance"}\n'
+        + b"[1, 2]\n"
+        + b"\xff\xfe\n"
+        + too_long
+        + b'{"cmd": "crash"}\n'
+        + b'{"cmd": "status"}\n',
+        replies=7,
+    )
     assert [r["ok"] for r in replies] == [False] * 6 + [True]
     assert replies[0]["error"].startswith("not a JSON line")
     assert replies[1]["error"].startswith("unknown command 'dance' (known: crash, monitor")
@@ -115,9 +126,11 @@ def test_monitor_streams_published_events(server: ControlServer) -> None:
     server.publish(Button("generate", "long", t=2.0))
     server.publish({"event": "state", "state": "generating"})
     thread.join(timeout=5)
-    assert got == [{"event": "NoteOn", "note": 60, "velocity": 100, "t": 1.25},
-                   {"event": "Button", "name": "generate", "kind": "long", "t": 2.0},
-                   {"event": "state", "state": "generating"}]
+    assert got == [
+        {"event": "NoteOn", "note": 60, "velocity": 100, "t": 1.25},
+        {"event": "Button", "name": "generate", "kind": "long", "t": 2.0},
+        {"event": "state", "state": "generating"},
+    ]
     wait_for(lambda: server.subscribers == 0)  # the client hung up: forgotten
 
 

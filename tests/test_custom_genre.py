@@ -24,8 +24,9 @@ SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
 ROOTS = [48, 53, 55, 45]  # C F G A
 
 
-def track(name: str, channel: int, program: int | None,
-          notes: list[tuple[int, float, float]]) -> mido.MidiTrack:
+def track(
+    name: str, channel: int, program: int | None, notes: list[tuple[int, float, float]]
+) -> mido.MidiTrack:
     """A named track from (pitch, start beat, beats) notes."""
     t = mido.MidiTrack([mido.MetaMessage("track_name", name=name)])
     if program is not None:
@@ -36,28 +37,59 @@ def track(name: str, channel: int, program: int | None,
         events.append((round((start + length) * TPB), 0, "note_off", pitch))
     now = 0
     for tick, _, kind, pitch in sorted(events):
-        t.append(mido.Message(kind, channel=channel, note=pitch, velocity=80 if kind == "note_on"
-                              else 0, time=tick - now))
+        t.append(
+            mido.Message(
+                kind,
+                channel=channel,
+                note=pitch,
+                velocity=80 if kind == "note_on" else 0,
+                time=tick - now,
+            )
+        )
         now = tick
     return t
 
 
-def band_song(path, seed: int, bars: int = 8, metre: tuple[int, int] = (4, 4),
-              parts: tuple[str, ...] = ("lead", "bass", "piano", "drums")) -> None:
+def band_song(
+    path,
+    seed: int,
+    bars: int = 8,
+    metre: tuple[int, int] = (4, 4),
+    parts: tuple[str, ...] = ("lead", "bass", "piano", "drums"),
+) -> None:
     rng = np.random.default_rng(seed)
-    meta = mido.MidiTrack([mido.MetaMessage("time_signature", numerator=metre[0],
-                                            denominator=metre[1]),
-                           mido.MetaMessage("set_tempo", tempo=500000)])
+    meta = mido.MidiTrack(
+        [
+            mido.MetaMessage("time_signature", numerator=metre[0], denominator=metre[1]),
+            mido.MetaMessage("set_tempo", tempo=500000),
+        ]
+    )
     make = {
-        "lead": lambda: track("lead", 0, 73, [(int(rng.choice(SCALE)) + 12, b * 0.5, 0.5)
-                                             for b in range(bars * 8)]),
-        "bass": lambda: track("bass", 1, 33, [(ROOTS[(b // 4) % 4], b, 1.0)
-                                             for b in range(bars * 4)]),
-        "piano": lambda: track("piano", 2, 0, [(ROOTS[(b // 2) % 4] + 12 + i, b * 2, 2.0)
-                                              for b in range(bars * 2) for i in (0, 4, 7)]),
-        "drums": lambda: track("drums", 9, None, [(36 if b % 4 == 0 else 38 if b % 4 == 2
-                                                   else 42, b * 0.5, 0.25)
-                                                  for b in range(bars * 8)]),
+        "lead": lambda: track(
+            "lead", 0, 73, [(int(rng.choice(SCALE)) + 12, b * 0.5, 0.5) for b in range(bars * 8)]
+        ),
+        "bass": lambda: track(
+            "bass", 1, 33, [(ROOTS[(b // 4) % 4], b, 1.0) for b in range(bars * 4)]
+        ),
+        "piano": lambda: track(
+            "piano",
+            2,
+            0,
+            [
+                (ROOTS[(b // 2) % 4] + 12 + i, b * 2, 2.0)
+                for b in range(bars * 2)
+                for i in (0, 4, 7)
+            ],
+        ),
+        "drums": lambda: track(
+            "drums",
+            9,
+            None,
+            [
+                (36 if b % 4 == 0 else 38 if b % 4 == 2 else 42, b * 0.5, 0.25)
+                for b in range(bars * 8)
+            ],
+        ),
     }
     mido.MidiFile(ticks_per_beat=TPB, tracks=[meta] + [make[p]() for p in parts]).save(path)
 
@@ -82,8 +114,14 @@ def folder(tmp_path_factory):
 def test_every_unusable_file_is_listed_with_its_reason(folder):
     scan = scan_folder(folder)
     reasons = {p.name: why for p, why in scan.skipped}
-    assert set(reasons) == {"garbage.mid", "waltz.mid", "short.mid", "solo.mid",
-                            "chords only.mid", "empty.mid"}
+    assert set(reasons) == {
+        "garbage.mid",
+        "waltz.mid",
+        "short.mid",
+        "solo.mid",
+        "chords only.mid",
+        "empty.mid",
+    }
     assert reasons["garbage.mid"].startswith("not a readable MIDI file")
     assert reasons["waltz.mid"] == "not in 4/4 (3/4)"
     assert reasons["short.mid"] == "shorter than one 4-bar phrase"
@@ -121,18 +159,33 @@ def test_split_is_by_file(folder):
 def test_a_folder_without_enough_usable_files_is_a_one_line_error(tmp_path):
     (tmp_path / "garbage.mid").write_bytes(b"nope")
     band_song(tmp_path / "one.mid", seed=0)
-    result = run_cli("train", "--genre", "mine", "--data", tmp_path, "--epochs", "1",
-                     "--run-dir", tmp_path / "run")
+    result = run_cli(
+        "train",
+        "--genre",
+        "mine",
+        "--data",
+        tmp_path,
+        "--epochs",
+        "1",
+        "--run-dir",
+        tmp_path / "run",
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        f"deepkeys: {tmp_path}: 1 usable MIDI files, need at least 3 (train, validation, test)")
+        f"deepkeys: {tmp_path}: 1 usable MIDI files, need at least 3 (train, validation, test)"
+    )
 
 
 def test_custom_genre_trains_exports_and_accompanies(folder, tmp_path):
     from deepkeys.device.encoding import DRUM_CLASSES
 
-    cfg = GeneratorConfig(**BAND, n_drum_classes=len(DRUM_CLASSES), widths=(16, 16, 16, 16),
-                          critic_widths=(8, 8, 8, 8), noise_dim=4)
+    cfg = GeneratorConfig(
+        **BAND,
+        n_drum_classes=len(DRUM_CLASSES),
+        widths=(16, 16, 16, 16),
+        critic_widths=(8, 8, 8, 8),
+        noise_dim=4,
+    )
     data = load_folder(folder)
     run = tmp_path / "run"
     run.mkdir()
@@ -142,12 +195,24 @@ def test_custom_genre_trains_exports_and_accompanies(folder, tmp_path):
     rows = read_log(run / "log.jsonl")
     assert {"poly_bce", "drum_bce", "val_DP", "val_loss"} <= set(rows[-1])
 
-    card = export(run, "my band", tmp_path / "models", calibration_set(data["train"], cfg),
-                  melody_center=76, history=rows, extra_provenance={}, dataset="my files")
+    card = export(
+        run,
+        "my band",
+        tmp_path / "models",
+        calibration_set(data["train"], cfg),
+        melody_center=76,
+        history=rows,
+        extra_provenance={},
+        dataset="my files",
+    )
     assert card.path is not None
     card = load_card(card.path)
     assert {t.name: t.kind for t in card.tracks} == {
-        "bass": "mono", "comp": "poly", "pad": "poly", "drums": "drums"}
+        "bass": "mono",
+        "comp": "poly",
+        "pad": "poly",
+        "drums": "drums",
+    }
     drums = next(t for t in card.tracks if t.kind == "drums")
     assert drums.channel == 9 and len(drums.drum_notes) == len(DRUM_CLASSES)
     melody = read_melody(MELODIES / "twinkle.mid")
@@ -155,7 +220,16 @@ def test_custom_genre_trains_exports_and_accompanies(folder, tmp_path):
     assert set(parts) == {"bass", "comp", "pad", "drums"}
     for notes in parts.values():
         assert all(0 <= n.start < n.end <= melody.n_steps for n in notes)
-    result = run_cli("generate", MELODIES / "twinkle.mid", "--genre", "my band",
-                     "--models", tmp_path / "models", "--out", tmp_path / "out", "--no-wav")
+    result = run_cli(
+        "generate",
+        MELODIES / "twinkle.mid",
+        "--genre",
+        "my band",
+        "--models",
+        tmp_path / "models",
+        "--out",
+        tmp_path / "out",
+        "--no-wav",
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "twinkle-my band.mid").exists()

@@ -18,8 +18,9 @@ from pathlib import Path
 import mido
 import pytest
 
-from conftest import MODELS, REPO, run_cli, wait_for
 from deepkeys.device.config import hardware_free_config
+
+from conftest import MODELS, REPO, run_cli, wait_for
 
 UNIT = REPO / "systemd" / "deepkeys.service"
 
@@ -28,9 +29,12 @@ UNIT = REPO / "systemd" / "deepkeys.service"
 def config_file(tmp_path: Path, soundfont: Path) -> Path:
     """A config for a machine without hardware: tempo 240, so a bar is one second."""
     path = tmp_path / "config.toml"
-    path.write_text(hardware_free_config(
-        tmp_path / "state", tmp_path / "ctl.sock", [tmp_path / "extra-models", MODELS],
-        extra=f"""
+    path.write_text(
+        hardware_free_config(
+            tmp_path / "state",
+            tmp_path / "ctl.sock",
+            [tmp_path / "extra-models", MODELS],
+            extra=f"""
 [player]
 tempo_bpm = 240
 max_bars = 4
@@ -38,8 +42,10 @@ default_genre = "chorale"
 first_seed = 1234
 [publish]
 command = ["{sys.executable}", "-c", "import shutil, sys; shutil.copy(*sys.argv[1:])",
-           "{{mid}}", "{tmp_path / 'published.mid'}"]
-"""))
+           "{{mid}}", "{tmp_path / "published.mid"}"]
+""",
+        )
+    )
     # A broken model beside the good one: skipped with a log line, never fatal.
     (tmp_path / "extra-models").mkdir()
     (tmp_path / "extra-models" / "polka.json").write_text("{ not a card")
@@ -47,9 +53,13 @@ command = ["{sys.executable}", "-c", "import shutil, sys; shutil.copy(*sys.argv[
 
 
 def deepkeys_run(config: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "deepkeys.device.cli", "run",
-                             "--config", str(config)], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "deepkeys.device.cli", "run", "--config", str(config)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 # --------------------------------------------------------------------------- as systemd runs it
@@ -60,8 +70,9 @@ def test_run_notifies_ready_feeds_the_watchdog_and_stops_on_sigterm(config_file,
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify_path))
     sock.settimeout(20.0)
-    proc = deepkeys_run(config_file, {"NOTIFY_SOCKET": str(notify_path),
-                                      "WATCHDOG_USEC": "400000"})  # fed every 0.2 s
+    proc = deepkeys_run(
+        config_file, {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"}
+    )  # fed every 0.2 s
     try:
         messages = []
         while not any(m.startswith("READY=1") for m in messages):
@@ -104,14 +115,16 @@ def test_run_with_a_bad_config_key_is_one_line_and_status_2(tmp_path):
     result = run_cli("run", "--config", bad)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"deepkeys: {bad}: unknown key audio.periods_ (did you mean audio.periods?)"]
+        f"deepkeys: {bad}: unknown key audio.periods_ (did you mean audio.periods?)"
+    ]
 
 
 def test_status_without_a_daemon_is_one_line_and_status_2(tmp_path):
     result = run_cli("status", "--socket", tmp_path / "none.sock")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"deepkeys: deepkeys daemon is not running (no socket at {tmp_path / 'none.sock'})")
+        f"deepkeys: deepkeys daemon is not running (no socket at {tmp_path / 'none.sock'})"
+    )
 
 
 def test_config_prints_the_effective_configuration(config_file):
@@ -122,10 +135,10 @@ def test_config_prints_the_effective_configuration(config_file):
 
 # --------------------------------------------------------------------------- a whole session
 def test_record_generate_play_stop(config_file, tmp_path, chorale_card):
-    from deepkeys.device.generation.card import load_card
-    from deepkeys.device.config import load_config
     from deepkeys.device.adapters.control import ControlClient
     from deepkeys.device.appliance.daemon import Daemon
+    from deepkeys.device.config import load_config
+    from deepkeys.device.generation.card import load_card
 
     daemon = Daemon(load_config(config_file))
     daemon.start()
@@ -149,7 +162,8 @@ def test_record_generate_play_stop(config_file, tmp_path, chorale_card):
         assert press("nonsense") == {
             "ok": False,
             "error": "unknown button 'nonsense' (known: genre, record, generate, play, "
-                     "tempo_down, tempo_up)"}
+            "tempo_down, tempo_up)",
+        }
 
         # RECORD: one bar of count-in (1 s at 240 BPM), then play a few notes.
         assert press("record")["ok"]
@@ -159,12 +173,16 @@ def test_record_generate_play_stop(config_file, tmp_path, chorale_card):
             time.sleep(0.1)
             keys.send(mido.Message("note_off", note=pitch))
         # Garbage on the wire: a stray data byte, a truncated note, sysex, running junk.
-        for junk in ([0x45], [0x90, 60], [0xF0, 1, 2, 3, 0xF7], [0xFF, 0xFE, 0x80],
-                     list(range(0x80, 0x100, 7))):
+        for junk in (
+            [0x45],
+            [0x90, 60],
+            [0xF0, 1, 2, 3, 0xF7],
+            [0xFF, 0xFE, 0x80],
+            list(range(0x80, 0x100, 7)),
+        ):
             keys.send(junk)
         assert press("record")["ok"]
-        wait_for(lambda: status()["take_notes"] >= 4 and status()["state"] == "idle",
-                 what="a take")
+        wait_for(lambda: status()["take_notes"] >= 4 and status()["state"] == "idle", what="a take")
 
         # GENERATE: generating, then playing, and the files appear.
         assert press("generate")["ok"]
@@ -216,8 +234,8 @@ def test_record_generate_play_stop(config_file, tmp_path, chorale_card):
 
 
 def test_a_full_disk_is_logged_and_counted_never_fatal(config_file, tmp_path):
-    from deepkeys.device.config import load_config
     from deepkeys.device.appliance.daemon import Daemon
+    from deepkeys.device.config import load_config
     from deepkeys.device.encoding import Composition, Note, Track
 
     (tmp_path / "state").mkdir()
@@ -236,13 +254,24 @@ def test_unit_file_is_valid_and_says_what_the_daemon_needs(tmp_path):
     parser.optionxform = str  # systemd keys are case-sensitive
     parser.read(UNIT)
     service = parser["Service"]
-    expected = {"Type": "notify", "NotifyAccess": "main", "WatchdogSec": "10",
-                "Restart": "on-failure", "ExecStart": "/opt/deepkeys/.venv/bin/deepkeys run",
-                "StateDirectory": "deepkeys", "RuntimeDirectory": "deepkeys",
-                "User": "deepkeys", "SupplementaryGroups": "audio gpio", "LimitRTPRIO": "70",
-                "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-                "PrivateTmp": "yes", "RestrictAddressFamilies": "AF_UNIX",
-                "IPAddressDeny": "any"}
+    expected = {
+        "Type": "notify",
+        "NotifyAccess": "main",
+        "WatchdogSec": "10",
+        "Restart": "on-failure",
+        "ExecStart": "/opt/deepkeys/.venv/bin/deepkeys run",
+        "StateDirectory": "deepkeys",
+        "RuntimeDirectory": "deepkeys",
+        "User": "deepkeys",
+        "SupplementaryGroups": "audio gpio",
+        "LimitRTPRIO": "70",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "RestrictAddressFamilies": "AF_UNIX",
+        "IPAddressDeny": "any",
+    }
     assert {k: service.get(k) for k in expected} == expected
     assert "LimitMEMLOCK" in service and "/var/lib/deepkeys" in service["ReadWritePaths"]
     # What would break audio or GPIO must not be there.
@@ -255,7 +284,8 @@ def test_unit_file_is_valid_and_says_what_the_daemon_needs(tmp_path):
     # verify also checks that ExecStart exists: point it at a binary this machine has.
     copy = tmp_path / "deepkeys.service"
     copy.write_text(UNIT.read_text().replace("/opt/deepkeys/.venv/bin/deepkeys", "/bin/true"))
-    result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "deepkeys.service" not in result.stderr, result.stderr

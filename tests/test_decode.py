@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from deepkeys.device.generation.decode import decode_voice
 from deepkeys.device.encoding import REST, voice_to_notes
+from deepkeys.device.generation.decode import decode_voice
 
 
 def one_hot_probs(classes: list[int], n_classes: int, sharp: float = 0.9) -> np.ndarray:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODELS, run_cli, wait_for
 from deepkeys.device.config import hardware_free_config
+
+from conftest import MODELS, run_cli, wait_for
 
 REMOTE = f"{sys.executable} -m deepkeys.device.cli"  # the venv's python: an absolute path
 WEIRD_GENRE = """it's a "test" $(touch PWNED) `touch PWNED`; touch PWNED & |x| *"""
@@ -33,16 +34,17 @@ def device(tmp_path: Path, soundfont: Path) -> dict:
     state = root / "var" / "lib" / "deepkeys"
     config = root / "etc" / "deepkeys" / "config.toml"
     config.parent.mkdir(parents=True)
-    config.write_text(hardware_free_config(state, root / "run" / "control.sock",
-                                           [state / "models"]))
+    config.write_text(
+        hardware_free_config(state, root / "run" / "control.sock", [state / "models"])
+    )
     return {"root": root, "state": state, "config": config}
 
 
 @pytest.fixture
 def daemon(device: dict):
     """The real daemon on the stand-in device, its main loop on a thread."""
-    from deepkeys.device.config import load_config
     from deepkeys.device.appliance.daemon import Daemon
+    from deepkeys.device.config import load_config
 
     d = Daemon(load_config(device["config"]))
     d.start()
@@ -56,8 +58,17 @@ def daemon(device: dict):
 
 
 def deploy(sshd: Path, device: dict, *args: str, dest: str = "root@deepkeys-pi"):
-    return run_cli("deploy", dest, *args, "-F", sshd, "--remote-deepkeys", REMOTE,
-                   "--remote-config", device["config"])
+    return run_cli(
+        "deploy",
+        dest,
+        *args,
+        "-F",
+        sshd,
+        "--remote-deepkeys",
+        REMOTE,
+        "--remote-config",
+        device["config"],
+    )
 
 
 def model_copy(folder: Path, genre: str, extra: bytes = b"", card_edit=None) -> Path:
@@ -84,8 +95,8 @@ def active_sha(device: dict, genre: str) -> str | None:
 
 # ------------------------------------------------------------------------------ deploy
 def test_deploy_reaches_the_running_daemon_without_a_restart(sshd, device, daemon, tmp_path):
-    from deepkeys.device.generation.card import sha256_of
     from deepkeys.device.adapters.control import ControlClient
+    from deepkeys.device.generation.card import sha256_of
 
     assert daemon.snapshot["genres"] == []  # nothing installed on the stand-in device
     result = deploy(sshd, device, "--models", "chorale", "--from", MODELS)
@@ -110,7 +121,11 @@ def test_deploy_reaches_the_running_daemon_without_a_restart(sshd, device, daemo
     state = device["state"]
     assert (state / "models").is_symlink()
     assert sorted(p.name for p in (state / "models").iterdir()) == [
-        "chorale.json", "chorale.tflite", "jazz.json", "jazz.tflite"]
+        "chorale.json",
+        "chorale.tflite",
+        "jazz.json",
+        "jazz.tflite",
+    ]
     assert (state / "models.d" / "versions" / "jazz" / sha256_of(jazz / "jazz.tflite")).is_dir()
     assert not list((state / "models.d").glob("incoming-*"))
 
@@ -136,17 +151,27 @@ def test_a_model_that_fails_on_the_device_is_never_activated(sshd, device, daemo
     assert daemon.snapshot["model_sha256"] == before
 
     # Bytes changed after the card was written: the device's own sha256 check refuses.
+    from deepkeys.device.errors import UserError
     from deepkeys.device.maintenance.deploy import pack
     from deepkeys.device.maintenance.ssh import run_remote
-    from deepkeys.device.errors import UserError
 
     tampered = model_copy(tmp_path / "tampered", "chorale", extra=b"v3")
     data, expect = pack([tampered / "chorale.json"])
     broken = data.replace(b"v3", b"v4")  # in transit, or on a bad SD card
     with pytest.raises(UserError, match="does not match its card"):
-        run_remote("root@deepkeys-pi", ["receive", "--config", str(device["config"]),
-                                        "--expect", f"chorale={expect['chorale']}"],
-                   remote=REMOTE, ssh_config=str(sshd), stdin=broken)
+        run_remote(
+            "root@deepkeys-pi",
+            [
+                "receive",
+                "--config",
+                str(device["config"]),
+                "--expect",
+                f"chorale={expect['chorale']}",
+            ],
+            remote=REMOTE,
+            ssh_config=str(sshd),
+            stdin=broken,
+        )
     assert active_sha(device, "chorale") == before
     assert daemon.snapshot["genres"] == ["chorale"]
 
@@ -161,8 +186,18 @@ def test_rollback_restores_the_previous_version(sshd, device, daemon, tmp_path):
     assert active_sha(device, "rock") == sha2
     wait_for(lambda: daemon.snapshot["model_sha256"] == sha2, what="v2 playing")
 
-    result = run_cli("rollback", "rock", "--host", "root@deepkeys-pi", "-F", sshd,
-                     "--remote-deepkeys", REMOTE, "--remote-config", device["config"])
+    result = run_cli(
+        "rollback",
+        "rock",
+        "--host",
+        "root@deepkeys-pi",
+        "-F",
+        sshd,
+        "--remote-deepkeys",
+        REMOTE,
+        "--remote-config",
+        device["config"],
+    )
     assert result.returncode == 0, result.stderr
     assert f"genre=rock sha256={sha1} status=active" in result.stdout
     assert active_sha(device, "rock") == sha1
@@ -170,8 +205,10 @@ def test_rollback_restores_the_previous_version(sshd, device, daemon, tmp_path):
     # Nothing older than v1 was deployed: a second rollback says so in one line.
     again = run_cli("rollback", "rock", "--config", device["config"])
     assert again.returncode == 2
-    assert again.stderr.strip() == ("deepkeys: cannot roll back 'rock': it has one deployed "
-                                    "version, so there is no previous one")
+    assert again.stderr.strip() == (
+        "deepkeys: cannot roll back 'rock': it has one deployed "
+        "version, so there is no previous one"
+    )
 
 
 def test_a_card_that_does_not_match_its_model_is_never_sent(sshd, device, tmp_path):
@@ -187,21 +224,28 @@ def test_a_card_that_does_not_match_its_model_is_never_sent(sshd, device, tmp_pa
 
 
 # ------------------------------------------------------------------------------ quoting
-def test_names_with_spaces_quotes_and_metacharacters_pass_safely(sshd, device, tmp_path,
-                                                                   monkeypatch):
+def test_names_with_spaces_quotes_and_metacharacters_pass_safely(
+    sshd, device, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)  # a `touch PWNED` that ran anywhere would land here or in /
     folder = model_copy(tmp_path / "it's a folder $(x)", WEIRD_GENRE, extra=b"w")
     result = deploy(sshd, device, "--from", folder)  # the config path has a space and a quote
     assert result.returncode == 0, result.stderr
     live = device["state"] / "models"
-    assert sorted(p.name for p in live.iterdir()) == [f"{WEIRD_GENRE}.json",
-                                                      f"{WEIRD_GENRE}.tflite"]
+    assert sorted(p.name for p in live.iterdir()) == [
+        f"{WEIRD_GENRE}.json",
+        f"{WEIRD_GENRE}.tflite",
+    ]
     assert f"genre={WEIRD_GENRE} " in result.stdout
 
     # Host and user names that a shell would run: ssh gets each as one argument and
     # refuses them itself (exit 255); our code never hands them to a shell.
-    for dest in ("root@pi;touch PWNED", "root@$(touch PWNED)", "o'brien `touch PWNED`@pi",
-                 'root@"pi" && touch PWNED'):
+    for dest in (
+        "root@pi;touch PWNED",
+        "root@$(touch PWNED)",
+        "o'brien `touch PWNED`@pi",
+        'root@"pi" && touch PWNED',
+    ):
         result = deploy(sshd, device, "--from", folder, dest=dest)
         assert result.returncode == 2, dest
         [line] = result.stderr.strip().splitlines()
@@ -241,10 +285,15 @@ def _tar(entries: list[tuple[str, bytes, bytes]]) -> io.BytesIO:
     return buf
 
 
-@pytest.mark.parametrize("name, kind", [("../escape.json", tarfile.REGTYPE),
-                                        ("/etc/evil.json", tarfile.REGTYPE),
-                                        ("link.json", tarfile.SYMTYPE),
-                                        ("notes.txt", tarfile.REGTYPE)])
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("../escape.json", tarfile.REGTYPE),
+        ("/etc/evil.json", tarfile.REGTYPE),
+        ("link.json", tarfile.SYMTYPE),
+        ("notes.txt", tarfile.REGTYPE),
+    ],
+)
 def test_the_store_refuses_unsafe_tar_entries(tmp_path, name, kind):
     from deepkeys.device.errors import UserError
     from deepkeys.device.maintenance.store import ModelStore
@@ -269,7 +318,11 @@ def test_a_hand_made_models_folder_is_adopted_not_lost(tmp_path):
     assert [r.activated for r in results] == [True]
     assert (state / "models").is_symlink()
     assert sorted(p.name for p in (state / "models").iterdir()) == [
-        "blues.json", "blues.tflite", "pop.json", "pop.tflite"]
+        "blues.json",
+        "blues.tflite",
+        "pop.json",
+        "pop.tflite",
+    ]
     assert ModelStore(state).active()["blues"] == sha256_of(state / "models" / "blues.tflite")
 
 
@@ -277,11 +330,14 @@ def test_deploy_never_imports_tensorflow(tmp_path):
     # A workstation without the host extra can deploy: run the whole local half of it.
     config = tmp_path / "ssh_config"
     config.write_text("Host *\n  HostName 127.0.0.1\n  Port 1\n")  # refused at once
-    code = ("import sys\n"
-            "from deepkeys.device.cli import main\n"
-            f"rc = main(['deploy', 'me@pi', '--models', 'chorale', '--from', {str(MODELS)!r}, '-F', {str(config)!r}])\n"
-            "print(rc, sorted(m for m in ('tensorflow', 'keras', 'music21') if m in sys.modules))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    code = (
+        "import sys\n"
+        "from deepkeys.device.cli import main\n"
+        f"rc = main(['deploy', 'me@pi', '--models', 'chorale', '--from', {str(MODELS)!r}, '-F', {str(config)!r}])\n"
+        "print(rc, sorted(m for m in ('tensorflow', 'keras', 'music21') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.stdout.split("\n")[0] == "2 []", result.stdout + result.stderr
     assert result.stderr.startswith("deepkeys: me@pi: ssh failed: ")

@@ -14,8 +14,11 @@ def _modules_with_examples() -> list[str]:
     """Every module of the device, and the host's metrics (numpy only), by dotted name."""
     import deepkeys.device
 
-    names = [m.name for m in pkgutil.walk_packages(deepkeys.device.__path__, "deepkeys.device.")
-             if not m.name.endswith("__main__")]
+    names = [
+        m.name
+        for m in pkgutil.walk_packages(deepkeys.device.__path__, "deepkeys.device.")
+        if not m.name.endswith("__main__")
+    ]
     return [*names, "deepkeys.host.metrics"]
 
 

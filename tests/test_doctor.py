@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODELS, run_cli, wait_for
 from deepkeys.device.config import hardware_free_config
+
+from conftest import MODELS, run_cli, wait_for
 
 
 def write_config(tmp_path: Path, models: Path = MODELS, extra: str = "") -> Path:
     config = tmp_path / "config.toml"
-    config.write_text(hardware_free_config(tmp_path / "state", tmp_path / "ctl.sock", [models],
-                                           extra=extra))
+    config.write_text(
+        hardware_free_config(tmp_path / "state", tmp_path / "ctl.sock", [models], extra=extra)
+    )
     return config
 
 
@@ -34,11 +36,17 @@ def rows(stdout: str) -> dict[str, tuple[str, str]]:
 
 def test_everything_passes_with_the_daemon_running(tmp_path, soundfont):
     config = write_config(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "deepkeys.device.cli", "run", "--config",
-                             str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepkeys.device.cli", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        wait_for(lambda: (tmp_path / "ctl.sock").exists() or proc.poll() is not None,
-                 timeout=30, what="the daemon")
+        wait_for(
+            lambda: (tmp_path / "ctl.sock").exists() or proc.poll() is not None,
+            timeout=30,
+            what="the daemon",
+        )
         result = run_cli("doctor", "--config", config)
     finally:
         proc.terminate()
@@ -62,8 +70,10 @@ def test_without_the_daemon_it_opens_audio_midi_and_pins_itself(tmp_path, soundf
     result = run_cli("doctor", "--config", write_config(tmp_path))
     assert result.returncode == 1
     table = rows(result.stdout)
-    assert table["daemon"] == ("FAIL", "deepkeys daemon is not running (no socket at "
-                                       f"{tmp_path / 'ctl.sock'})")
+    assert table["daemon"] == (
+        "FAIL",
+        f"deepkeys daemon is not running (no socket at {tmp_path / 'ctl.sock'})",
+    )
     assert table["audio"] == ("ok", "null: 48000 Hz, period 128")
     assert table["midi"] == ("ok", "sim: found sim keyboard")
     assert table["pins"] == ("ok", "factory MockFactory: 6 buttons, 3 LEDs claimed")
@@ -83,8 +93,10 @@ def test_each_failure_is_a_row_with_its_reason(tmp_path):
     # The config is bad, so the rest is checked with the defaults (and says so).
     assert table["config"][0] == "FAIL"
     assert "player.tempo_bpm must be an integer 40..240, got 500" in table["config"][1]
-    assert table["soundfont"] == ("FAIL", f"DEEPKEYS_SOUNDFONT={tmp_path / 'missing.sf2'}: "
-                                          "no such SoundFont file")
+    assert table["soundfont"] == (
+        "FAIL",
+        f"DEEPKEYS_SOUNDFONT={tmp_path / 'missing.sf2'}: no such SoundFont file",
+    )
     assert table["daemon"][0] == "FAIL"
     failed = [name for name, (r, _) in table.items() if r == "FAIL"]
     assert {"config", "soundfont", "daemon"} <= set(failed)
@@ -103,8 +115,9 @@ def test_a_model_whose_sha_does_not_match_its_card_fails_its_row(tmp_path):
     shutil.copy(MODELS / "chorale.tflite", models / "good.tflite")
     [bad, good] = check_models(load_config(write_config(tmp_path, models)))
     assert (bad.name, bad.ok) == ("model chorale", False)
-    assert "sha256" in bad.reason and bad.reason.endswith("does not match its card "
-                                                          f"({bad.reason.split('(')[-1]}")
+    assert "sha256" in bad.reason and bad.reason.endswith(
+        f"does not match its card ({bad.reason.split('(')[-1]}"
+    )
     assert (good.name, good.ok) == ("model good", True)
     empty = check_models(load_config(write_config(tmp_path, tmp_path / "none")))
     assert [(c.name, c.ok) for c in empty] == [("models", False)]
@@ -123,17 +136,20 @@ def test_cpu_temperature_from_the_thermal_zone(tmp_path, millideg, ok):
     assert check_temperature(tmp_path / "elsewhere").ok is None
 
 
-@pytest.mark.parametrize("flags, ok, says", [
-    ("0x0", True, "never throttled"),
-    ("0x50000", True, "since boot: under-voltage, throttled"),
-    ("0x50005", False, "under-voltage, throttled now"),
-])
+@pytest.mark.parametrize(
+    "flags, ok, says",
+    [
+        ("0x0", True, "never throttled"),
+        ("0x50000", True, "since boot: under-voltage, throttled"),
+        ("0x50005", False, "under-voltage, throttled now"),
+    ],
+)
 def test_throttling_from_vcgencmd(tmp_path, flags, ok, says):
     from deepkeys.device.maintenance.doctor import check_throttling
 
     # vcgencmd only exists on a Pi: a stand-in that prints what the firmware prints.
     tool = tmp_path / "vcgencmd"
-    tool.write_text(f"#!/bin/sh\n[ \"$1\" = get_throttled ] && echo throttled={flags}\n")
+    tool.write_text(f'#!/bin/sh\n[ "$1" = get_throttled ] && echo throttled={flags}\n')
     tool.chmod(0o755)
     check = check_throttling(str(tool))
     assert check.ok is ok and says in check.reason

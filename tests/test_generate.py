@@ -16,11 +16,12 @@ import mido
 import numpy as np
 import pytest
 
-from conftest import MELODIES, MODELS, run_cli, write_midi
-from deepkeys.device.generation.card import load_card
 from deepkeys.device.generation.arrange import compose
+from deepkeys.device.generation.card import load_card
 from deepkeys.device.generation.generator import Generator
 from deepkeys.device.generation.midifile import read_melody
+
+from conftest import MELODIES, MODELS, run_cli, write_midi
 
 pytestmark = pytest.mark.usefixtures("chorale_card")
 
@@ -44,7 +45,10 @@ def notes_of(track: mido.MidiTrack) -> list[tuple[int, int]]:
 def test_generate_writes_midi_wav_and_png(tmp_path):
     paths = generate(MELODIES / "ode_to_joy.mid", tmp_path)
     assert {p.name for p in paths.values()} == {
-        "ode_to_joy-chorale.mid", "ode_to_joy-chorale.wav", "ode_to_joy-chorale.png"}
+        "ode_to_joy-chorale.mid",
+        "ode_to_joy-chorale.wav",
+        "ode_to_joy-chorale.png",
+    }
     card = load_card(MODELS / "chorale.json")
     mid = mido.MidiFile(paths["mid"])
     names = [t.name for t in mid.tracks if any(m.type == "note_on" for m in t)]
@@ -70,8 +74,9 @@ def test_generate_writes_midi_wav_and_png(tmp_path):
 def test_stdout_holds_only_the_paths_even_on_a_ci_runner(tmp_path):
     # pyfluidsynth prints where it found libfluidsynth when $CI is set; scripts parse our stdout.
     env = {**os.environ, "CI": "1"}
-    result = run_cli("generate", MELODIES / "twinkle.mid", "--genre", "chorale",
-                     "--out", tmp_path, env=env)
+    result = run_cli(
+        "generate", MELODIES / "twinkle.mid", "--genre", "chorale", "--out", tmp_path, env=env
+    )
     assert result.returncode == 0, result.stderr
     assert [line.split("=")[0] for line in result.stdout.splitlines()] == ["mid", "wav", "png"]
 
@@ -112,8 +117,9 @@ def test_short_melody_is_looped_and_cut_back(tmp_path, generator):
 
 def test_long_melody_is_accompanied_phrase_by_phrase(tmp_path, generator):
     scale = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69]
-    src = write_midi(tmp_path / "ten_bars.mid",
-                     [(scale[i // 4 % 10], i, 1) for i in range(40)])  # 10 bars of quarters
+    src = write_midi(
+        tmp_path / "ten_bars.mid", [(scale[i // 4 % 10], i, 1) for i in range(40)]
+    )  # 10 bars of quarters
     comp = compose(read_melody(src), generator, seed=1)
     assert comp.n_steps == 160
     for track in comp.tracks[1:]:
@@ -147,7 +153,8 @@ def test_generate_does_not_import_tensorflow(tmp_path):
         "assert rc == 0\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'music21')]\n"
         "print('host modules:', bad)\n"
-        "sys.exit(1 if bad else 0)\n")
+        "sys.exit(1 if bad else 0)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -181,8 +188,10 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
 
     corrupt = _models_copy(tmp_path / "m2")
     (corrupt / "chorale.tflite").write_bytes(b"\0garbage" * 100)
-    cases["card does not match model"] = ([str(good), "--models", str(corrupt)],
-                                          "does not match its card")
+    cases["card does not match model"] = (
+        [str(good), "--models", str(corrupt)],
+        "does not match its card",
+    )
 
     unloadable = _models_copy(tmp_path / "m3")
     (unloadable / "chorale.tflite").write_bytes(b"\0garbage" * 100)
@@ -203,9 +212,19 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     return cases
 
 
-BAD_CASES = ["not a MIDI file", "truncated", "empty", "no pitched notes", "missing input",
-             "unknown genre", "missing model file", "card does not match model", "corrupt model",
-             "card shapes do not match", "unreadable card"]
+BAD_CASES = [
+    "not a MIDI file",
+    "truncated",
+    "empty",
+    "no pitched notes",
+    "missing input",
+    "unknown genre",
+    "missing model file",
+    "card does not match model",
+    "corrupt model",
+    "card shapes do not match",
+    "unreadable card",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

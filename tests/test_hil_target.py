@@ -15,9 +15,19 @@ from conftest import REPO, run_cli
 
 
 def hil(sshd: Path, prefix: Path | str, *pytest_args: str):
-    return run_cli("hil", "--target", "ssh://root@deepkeys-pi", "-F", str(sshd),
-                   "--remote-prefix", str(prefix), "--remote-python", sys.executable,
-                   "--", *pytest_args)
+    return run_cli(
+        "hil",
+        "--target",
+        "ssh://root@deepkeys-pi",
+        "-F",
+        str(sshd),
+        "--remote-prefix",
+        str(prefix),
+        "--remote-python",
+        sys.executable,
+        "--",
+        *pytest_args,
+    )
 
 
 def test_the_suite_runs_on_the_target_and_its_status_comes_back(sshd, tmp_path):
@@ -39,7 +49,9 @@ def test_the_suite_runs_on_the_target_and_its_status_comes_back(sshd, tmp_path):
 def test_target_errors_are_one_line(sshd, tmp_path):
     done = run_cli("hil", "--target", "http://pi@host")
     assert (done.returncode, done.stderr) == (
-        2, "deepkeys: bad --target 'http://pi@host': expected ssh://USER@HOST\n")
+        2,
+        "deepkeys: bad --target 'http://pi@host': expected ssh://USER@HOST\n",
+    )
     done = run_cli("hil", "--target", "ssh://-oProxyCommand=x")
     assert done.returncode == 2 and done.stderr.startswith("deepkeys: bad destination")
 

@@ -75,12 +75,28 @@ def test_a_fresh_system_then_a_second_run_that_changes_nothing(tmp_path):
     venv = REPO / ".venv"
     assert system.ran == [
         ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends",
-         *[p for p in APT_PACKAGES if p != "gcc"]],
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            *[p for p in APT_PACKAGES if p != "gcc"],
+        ],
         ["groupadd", "--system", "gpio"],
-        ["useradd", "--system", "--user-group", "--home-dir", "/var/lib/deepkeys",
-         "--no-create-home", "--shell", "/usr/sbin/nologin", "--groups", "audio,gpio",
-         "deepkeys"],
+        [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--home-dir",
+            "/var/lib/deepkeys",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--groups",
+            "audio,gpio",
+            "deepkeys",
+        ],
         ["python3", "-m", "venv", str(venv)],
         [str(venv / "bin" / "pip"), "install", "-q", "-e", f"{REPO}[device]"],
         ["systemctl", "daemon-reload"],
@@ -93,16 +109,26 @@ def test_a_fresh_system_then_a_second_run_that_changes_nothing(tmp_path):
     unit = (tmp_path / "etc" / "systemd" / "system" / "deepkeys.service").read_text()
     assert f"ExecStart={venv}/bin/deepkeys run\n" in unit
     assert unit == (REPO / "systemd" / "deepkeys.service").read_text().replace(
-        "/opt/deepkeys", str(REPO))
+        "/opt/deepkeys", str(REPO)
+    )
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
 
     # Idempotent: a second run checks everything, does nothing, writes nothing.
     system.ran.clear()
     changes, lines = install(tmp_path, system)
     assert changes == 0 and system.ran == []
-    assert lines == [f"ok     {name}" for name in ("apt packages", "gpio group", "service user",
-                                                   "venv", "config", "systemd unit", "service")
-                     ] + ["install: 0 of 7 steps changed something (nothing to do)"]
+    assert lines == [
+        f"ok     {name}"
+        for name in (
+            "apt packages",
+            "gpio group",
+            "service user",
+            "venv",
+            "config",
+            "systemd unit",
+            "service",
+        )
+    ] + ["install: 0 of 7 steps changed something (nothing to do)"]
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamps
 
 
@@ -111,8 +137,14 @@ def test_dry_run_prints_every_step_and_changes_nothing(tmp_path):
     changes, lines = install(tmp_path, system, dry_run=True)
     assert changes == 7 and system.ran == [] and not any(tmp_path.iterdir())
     assert [line.split(":")[0] for line in lines[:-1]] == [
-        "would  apt packages", "would  gpio group", "would  service user", "would  venv",
-        "would  config", "would  systemd unit", "would  service"]
+        "would  apt packages",
+        "would  gpio group",
+        "would  service user",
+        "would  venv",
+        "would  config",
+        "would  systemd unit",
+        "would  service",
+    ]
     assert "useradd --system --user-group" in lines[2]
     assert "--groups audio,gpio deepkeys" in lines[2]
     assert lines[-1] == "install: 7 of 7 steps would change something"
@@ -121,10 +153,10 @@ def test_dry_run_prints_every_step_and_changes_nothing(tmp_path):
 def test_existing_config_kept_and_existing_user_only_gets_its_groups(tmp_path):
     config = tmp_path / "etc" / "deepkeys" / "config.toml"
     config.parent.mkdir(parents=True)
-    config.write_text("[audio]\ndevice = \"hw:CARD=Headphones\"\n")
+    config.write_text('[audio]\ndevice = "hw:CARD=Headphones"\n')
     system = FakeSystem(users={"deepkeys": {"deepkeys", "audio"}})
     install(tmp_path, system)
-    assert config.read_text() == "[audio]\ndevice = \"hw:CARD=Headphones\"\n"
+    assert config.read_text() == '[audio]\ndevice = "hw:CARD=Headphones"\n'
     assert ["usermod", "--append", "--groups", "audio,gpio", "deepkeys"] in system.ran
     assert not any(argv[0] == "useradd" for argv in system.ran)
 
@@ -157,9 +189,10 @@ def test_cli_dry_run_on_this_machine_plans_without_changing_it(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 8 and lines[-1].startswith("install: ")
     assert lines[0] == "ok     apt packages"  # `make test` installed the device's packages
-    assert lines[3] == "ok     venv"          # and the venv this test runs in
+    assert lines[3] == "ok     venv"  # and the venv this test runs in
     assert lines[4].startswith("would  config: write ") and lines[5].startswith(
-        "would  systemd unit: write ")
+        "would  systemd unit: write "
+    )
     if System().user_groups("deepkeys") is None:
         assert lines[2].startswith("would  service user: useradd --system")
     assert not any(tmp_path.iterdir())  # a dry run writes nothing

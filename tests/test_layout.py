@@ -12,8 +12,11 @@ import pytest
 
 from conftest import REPO
 
-PACKAGES = {"deepkeys.device": REPO / "device", "deepkeys.host": REPO / "host",
-            "deepkeys.hil": REPO / "hil"}
+PACKAGES = {
+    "deepkeys.device": REPO / "device",
+    "deepkeys.host": REPO / "host",
+    "deepkeys.hil": REPO / "hil",
+}
 # Each room of device/ and what it may import besides the ground floor and itself.
 ROOMS = {
     "adapters": set(),
@@ -72,7 +75,7 @@ def own(target: str) -> str | None:
 
 
 def room_of(name: str) -> str | None:
-    """"adapters", "generation", ... for a device module in a room; None on the ground floor."""
+    """ "adapters", "generation", ... for a device module in a room; None on the ground floor."""
     parts = name.split(".")
     if parts[:2] != ["deepkeys", "device"] or len(parts) < 3:
         return None
@@ -101,10 +104,15 @@ def test_rooms_import_only_what_they_may(name: str) -> None:
 
 
 def test_no_module_imports_a_private_name_of_another() -> None:
-    crossings = [f"{name}:{line} imports {target}.{imported}"
-                 for name in MODULES for target, imported, line in imports(name)
-                 if imported and imported.startswith("_") and not imported.startswith("__")
-                 and own(target) not in (None, name)]
+    crossings = [
+        f"{name}:{line} imports {target}.{imported}"
+        for name in MODULES
+        for target, imported, line in imports(name)
+        if imported
+        and imported.startswith("_")
+        and not imported.startswith("__")
+        and own(target) not in (None, name)
+    ]
     assert crossings == []
 
 
@@ -136,7 +144,7 @@ def _find_cycle(graph: dict[str, set[str | None]]) -> list[str] | None:
                 continue
             nxt = todo.pop()
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if not state.get(nxt):
                 state[nxt] = 1
                 path.append(nxt)
@@ -146,11 +154,14 @@ def _find_cycle(graph: dict[str, set[str | None]]) -> list[str] | None:
 
 def test_the_state_machine_needs_no_io_library() -> None:
     """The appliance's logic is pure: importing it loads neither mido nor a hardware library."""
-    code = ("import sys, deepkeys.device.appliance.state\n"
-            "heavy = {'mido', 'rtmidi', 'gpiozero', 'alsaaudio', 'fluidsynth', 'ai_edge_litert'}\n"
-            "print(sorted(heavy & set(sys.modules)))")
+    code = (
+        "import sys, deepkeys.device.appliance.state\n"
+        "heavy = {'mido', 'rtmidi', 'gpiozero', 'alsaaudio', 'fluidsynth', 'ai_edge_litert'}\n"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
     import subprocess
 
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

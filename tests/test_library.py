@@ -63,9 +63,13 @@ def drum_hits(genre: str) -> list:
     card = load_card(MODELS / f"{genre}.json")
     drums = next(t for t in card.tracks if t.kind == "drums")
     generator = Generator(card)
-    return [(n.pitch, n.start) for g in range(len(card.grooves))
-            for n in generator.accompany(melody.notes, melody.n_steps, seed=0, temperature=0,
-                                         groove=g).parts[drums.name]]
+    return [
+        (n.pitch, n.start)
+        for g in range(len(card.grooves))
+        for n in generator.accompany(
+            melody.notes, melody.n_steps, seed=0, temperature=0, groove=g
+        ).parts[drums.name]
+    ]
 
 
 def test_genres_sound_different_from_each_other():

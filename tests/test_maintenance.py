@@ -8,23 +8,32 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import run_cli
 from deepkeys.device.config import hardware_free_config
+
+from conftest import run_cli
 
 CHORD_HZ = [440 * 2 ** ((n - 69) / 12) for n in (60, 64, 67, 72)]
 
 
 def hardware_free(tmp_path: Path) -> Path:
     config = tmp_path / "config.toml"
-    config.write_text(hardware_free_config(tmp_path / "state", tmp_path / "ctl.sock",
-                                           panel="genre_leds = [23]"))
+    config.write_text(
+        hardware_free_config(tmp_path / "state", tmp_path / "ctl.sock", panel="genre_leds = [23]")
+    )
     return config
 
 
 def test_tone_plays_a_c_major_chord_through_alsa(tmp_path, soundfont):
     wav = tmp_path / "tone.wav"
-    result = run_cli("tone", "--config", hardware_free(tmp_path), "--seconds", "1",
-                     "--device", f"file:FILE={wav},FORMAT=wav")
+    result = run_cli(
+        "tone",
+        "--config",
+        hardware_free(tmp_path),
+        "--seconds",
+        "1",
+        "--device",
+        f"file:FILE={wav},FORMAT=wav",
+    )
     assert result.returncode == 0, result.stderr
     assert "errors=0" in result.stdout and "periods_written=" in result.stdout
     with wave.open(str(wav)) as w:
@@ -33,7 +42,7 @@ def test_tone_plays_a_c_major_chord_through_alsa(tmp_path, soundfont):
     left = audio[0::2].astype(np.float64)
     assert len(left) >= 1.4 * 48000  # the chord held 1 s, then its release
     held = left[4800:48000]  # 0.1 s .. 1 s: the chord is sounding
-    assert np.sqrt(np.mean(held ** 2)) > 300
+    assert np.sqrt(np.mean(held**2)) > 300
     spectrum = np.abs(np.fft.rfft(held * np.hanning(len(held))))
     freqs = np.fft.rfftfreq(len(held), 1 / 48000)
     band = (freqs > 200) & (freqs < 1200)
@@ -45,10 +54,11 @@ def test_tone_plays_a_c_major_chord_through_alsa(tmp_path, soundfont):
 def test_buttons_lights_each_led_then_shows_each_press(tmp_path):
     from gpiozero.pins.mock import MockFactory
 
-    from conftest import wait_for
     from deepkeys.device.config import load_config
     from deepkeys.device.events import BUTTONS
     from deepkeys.device.maintenance.buttons import panel_test
+
+    from conftest import wait_for
 
     cfg = load_config(hardware_free(tmp_path))
     factory = MockFactory()
@@ -66,13 +76,18 @@ def test_buttons_lights_each_led_then_shows_each_press(tmp_path):
             wait_for(lambda: not panel.pressed[name], what=f"{name} up")
 
     try:
-        seen = panel_test(cfg, timeout=30, led_s=0.01, pin_factory=factory,
-                          out=lines.append, on_ready=press_all)
+        seen = panel_test(
+            cfg, timeout=30, led_s=0.01, pin_factory=factory, out=lines.append, on_ready=press_all
+        )
     finally:
         factory.close()
     assert seen == set(BUTTONS)
-    assert lines[:4] == ["led rec on (GPIO 17)", "led busy on (GPIO 27)", "led play on (GPIO 22)",
-                         "led genre0 on (GPIO 23)"]
+    assert lines[:4] == [
+        "led rec on (GPIO 17)",
+        "led busy on (GPIO 27)",
+        "led play on (GPIO 22)",
+        "led genre0 on (GPIO 23)",
+    ]
     assert [line.split()[1] for line in lines if line.startswith("button ")] == list(BUTTONS)
     for pin, states in led_states.items():  # each LED went on, then off again
         assert True in states and states[-1] is False, (pin, states)
@@ -83,7 +98,8 @@ def test_buttons_says_which_were_not_pressed(tmp_path):
     assert result.returncode == 1
     assert "led rec on (GPIO 17)" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == (
-        "buttons: not pressed within 0.2 s: genre, record, generate, play, tempo_down, tempo_up")
+        "buttons: not pressed within 0.2 s: genre, record, generate, play, tempo_down, tempo_up"
+    )
 
 
 def test_buttons_refuses_while_the_daemon_holds_the_pins(tmp_path):
@@ -92,8 +108,10 @@ def test_buttons_refuses_while_the_daemon_holds_the_pins(tmp_path):
     with ControlServer(tmp_path / "ctl.sock", {"status": lambda req: {"state": "idle"}}):
         result = run_cli("buttons", "--config", hardware_free(tmp_path))
     assert result.returncode == 2
-    assert result.stderr.strip() == ("deepkeys: the daemon holds the panel's pins: stop it "
-                                     "first (sudo systemctl stop deepkeys), then run this again")
+    assert result.stderr.strip() == (
+        "deepkeys: the daemon holds the panel's pins: stop it "
+        "first (sudo systemctl stop deepkeys), then run this again"
+    )
 
 
 def test_logs_reads_the_journal_or_says_why_not_in_one_line():
@@ -106,7 +124,8 @@ def test_logs_reads_the_journal_or_says_why_not_in_one_line():
         assert result.returncode == 2
         assert result.stderr.strip() == (
             "deepkeys: journald is not running here (no /run/systemd/journal): run the daemon "
-            "under systemd, or read its stdout")
+            "under systemd, or read its stdout"
+        )
 
 
 def test_plain_bench_runs_every_benchmark(chorale_card):

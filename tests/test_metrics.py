@@ -67,9 +67,12 @@ def test_empty_bar_rate_no_bars_is_nan():
 def test_used_pitch_classes_skips_empty_bars_and_merges_octaves():
     notes = [
         *triad(60, 0, 16),  # bar 0: C E G -> 3
-        Note(48, 16, 32), Note(60, 16, 32), Note(72, 16, 20),  # bar 1: C only -> 1
+        Note(48, 16, 32),
+        Note(60, 16, 32),
+        Note(72, 16, 20),  # bar 1: C only -> 1
         # bar 2 empty
-        Note(71, 48, 64), Note(62, 56, 64),  # bar 3: B D -> 2
+        Note(71, 48, 64),
+        Note(62, 56, 64),  # bar 3: B D -> 2
     ]
     assert used_pitch_classes(notes, 64) == pytest.approx((3 + 1 + 2) / 3)
 
@@ -235,8 +238,23 @@ def test_consonance_tritone_is_dissonant():
 
 
 def test_consonance_intervals():
-    cases = [(0, 1), (1, 0), (2, 0), (3, 1), (4, 1), (5, 1), (6, 0),
-             (7, 1), (8, 1), (9, 1), (10, 0), (11, 0), (12, 1), (16, 1), (18, 0)]
+    cases = [
+        (0, 1),
+        (1, 0),
+        (2, 0),
+        (3, 1),
+        (4, 1),
+        (5, 1),
+        (6, 0),
+        (7, 1),
+        (8, 1),
+        (9, 1),
+        (10, 0),
+        (11, 0),
+        (12, 1),
+        (16, 1),
+        (18, 0),
+    ]
     for interval, expected in cases:
         got = consonance([Note(60 + interval, 0, 1)], [Note(60, 0, 1)], 1)
         assert got == expected, interval
@@ -272,10 +290,18 @@ def test_summarize_keys_and_values():
     melody, parts = make_window()
     s = summarize(melody, parts, 64, drum_parts=("drums",))
     assert set(s) == {
-        "EB/bass", "UPC/bass", "QN/bass",
-        "EB/piano", "UPC/piano", "QN/piano",
-        "EB/drums", "DP/drums",
-        "polyphony", "in_key", "consonance", "TD/bass-piano",
+        "EB/bass",
+        "UPC/bass",
+        "QN/bass",
+        "EB/piano",
+        "UPC/piano",
+        "QN/piano",
+        "EB/drums",
+        "DP/drums",
+        "polyphony",
+        "in_key",
+        "consonance",
+        "TD/bass-piano",
     }
     assert s["EB/bass"] == 0.0
     assert s["EB/piano"] == 0.25
@@ -330,11 +356,13 @@ def test_summarize_is_fast():
 
 
 def test_mean_metrics_nanmean_and_missing_keys():
-    got = mean_metrics([
-        {"EB/bass": 0.5, "TD/a-b": math.nan, "x": math.nan},
-        {"EB/bass": 0.0, "TD/a-b": 1.0, "x": math.nan},
-        {"EB/bass": 1.0, "DP/drums": 0.75},
-    ])
+    got = mean_metrics(
+        [
+            {"EB/bass": 0.5, "TD/a-b": math.nan, "x": math.nan},
+            {"EB/bass": 0.0, "TD/a-b": 1.0, "x": math.nan},
+            {"EB/bass": 1.0, "DP/drums": 0.75},
+        ]
+    )
     assert got["EB/bass"] == 0.5
     assert got["TD/a-b"] == 1.0
     assert got["DP/drums"] == 0.75

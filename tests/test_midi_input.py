@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 import mido
 import pytest
 
+from deepkeys.device.adapters.midi import MidiInput, SimPorts
 from deepkeys.device.errors import UserError
 from deepkeys.device.events import ControlChange, NoteOff, NoteOn, PitchBend
-from deepkeys.device.adapters.midi import MidiInput, SimPorts
 
 rtmidi = pytest.importorskip("rtmidi", reason="python-rtmidi not installed")
 
@@ -128,29 +128,45 @@ def test_connects_and_turns_messages_into_events(keyboards) -> None:
         assert midi.ports == [kb.port_name]
         assert other.port_name not in midi.ports
         before = time.monotonic()
-        kb.send(note(60), mido.Message("control_change", control=64, value=127),
-                mido.Message("control_change", control=105, value=127),
-                mido.Message("pitchwheel", pitch=-1000),
-                mido.Message("aftertouch", value=5),        # counted, not an event
-                mido.Message("program_change", program=3),  # likewise
-                note(60, velocity=0), mido.Message("note_off", note=62, channel=9))
+        kb.send(
+            note(60),
+            mido.Message("control_change", control=64, value=127),
+            mido.Message("control_change", control=105, value=127),
+            mido.Message("pitchwheel", pitch=-1000),
+            mido.Message("aftertouch", value=5),  # counted, not an event
+            mido.Message("program_change", program=3),  # likewise
+            note(60, velocity=0),
+            mido.Message("note_off", note=62, channel=9),
+        )
         got = [q.get(timeout=5) for _ in range(6)]
-        assert [bare(e) for e in got] == [NoteOn(60, 100), ControlChange(64, 127),
-                                          ControlChange(105, 127), PitchBend(-1000),
-                                          NoteOff(60), NoteOff(62)]
+        assert [bare(e) for e in got] == [
+            NoteOn(60, 100),
+            ControlChange(64, 127),
+            ControlChange(105, 127),
+            PitchBend(-1000),
+            NoteOff(60),
+            NoteOff(62),
+        ]
         assert all(before <= e.t <= time.monotonic() for e in got)
         wait_for(lambda: midi.stats()["counts"].get("program_change") == 1)
         counts = midi.stats()["counts"]
-        assert counts == {"note_on": 2, "note_off": 1, "control_change": 2, "pitchwheel": 1,
-                          "aftertouch": 1, "program_change": 1}
+        assert counts == {
+            "note_on": 2,
+            "note_off": 1,
+            "control_change": 2,
+            "pitchwheel": 1,
+            "aftertouch": 1,
+            "program_change": 1,
+        }
 
 
 def test_unplug_and_replug_reconnects(keyboards, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="deepkeys.device.adapters.midi")
     kb = keyboards("kbd-replug")
     q: queue.Queue = queue.Queue(maxsize=1024)
-    with MidiInput(q, backend="jack", client_name="dk-replug", ports=["kbd-replug"],
-                   poll_s=0.1) as midi:
+    with MidiInput(
+        q, backend="jack", client_name="dk-replug", ports=["kbd-replug"], poll_s=0.1
+    ) as midi:
         kb.send(note(60), note(60, 0))
         assert collect(q, 2) == [NoteOn(60, 100), NoteOff(60)]
 
@@ -171,13 +187,15 @@ def test_garbage_and_sysex_are_counted_and_survived(keyboards) -> None:
     kb = keyboards("kbd-garbage")
     q: queue.Queue = queue.Queue(maxsize=1024)
     with MidiInput(q, backend="jack", client_name="dk-garbage", ports=["kbd-garbage"]) as midi:
-        kb.send([0x90, 60],                    # truncated
-                [0xF4],                        # undefined status byte
-                [0x90, 200, 3],                # data byte out of range
-                [0x3C, 0x40],                  # data without a status
-                [0xF0, 0x41, 0x10, 0xF7],      # sysex
-                [0xF0] + [0x11] * 300 + [0xF7],
-                note(64))
+        kb.send(
+            [0x90, 60],  # truncated
+            [0xF4],  # undefined status byte
+            [0x90, 200, 3],  # data byte out of range
+            [0x3C, 0x40],  # data without a status
+            [0xF0, 0x41, 0x10, 0xF7],  # sysex
+            [0xF0] + [0x11] * 300 + [0xF7],
+            note(64),
+        )
         assert collect(q, 1) == [NoteOn(64, 100)]
         counts = midi.stats()["counts"]
         assert (counts["invalid"], counts["sysex"], counts["note_on"]) == (4, 2, 1)
@@ -185,26 +203,29 @@ def test_garbage_and_sysex_are_counted_and_survived(keyboards) -> None:
 
 def test_flood_keeps_memory_bounded_and_leaves_no_stuck_notes(keyboards) -> None:
     kb = keyboards("kbd-flood")
-    q: queue.Queue = queue.Queue(maxsize=64)   # and nobody reads it during the flood
+    q: queue.Queue = queue.Queue(maxsize=64)  # and nobody reads it during the flood
     notes = 2000
-    with MidiInput(q, backend="jack", client_name="dk-flood", ports=["kbd-flood"],
-                   watch=False) as midi:
+    with MidiInput(
+        q, backend="jack", client_name="dk-flood", ports=["kbd-flood"], watch=False
+    ) as midi:
         start = time.monotonic()
-        for i in range(0, notes, 20):          # 20 notes (40 messages) every 10 ms
+        for i in range(0, notes, 20):  # 20 notes (40 messages) every 10 ms
             for n in range(i, i + 20):
                 kb.send(note(36 + n % 48), note(36 + n % 48, 0))
             time.sleep(0.01)
         rate = notes / (time.monotonic() - start)
         assert rate > 1000, f"only {rate:.0f} notes/s sent"
-        wait_for(lambda: midi.stats()["counts"].get("note_on", 0) == 2 * notes,
-                 what="every message reaching the callback")
+        wait_for(
+            lambda: midi.stats()["counts"].get("note_on", 0) == 2 * notes,
+            what="every message reaching the callback",
+        )
         stats = midi.stats()
-        assert q.qsize() == 64                 # the queue never grew past its bound
+        assert q.qsize() == 64  # the queue never grew past its bound
         assert stats["counts"]["dropped"] > notes
-        assert stats["pending"] <= 48          # at most one held NoteOff per note
+        assert stats["pending"] <= 48  # at most one held NoteOff per note
 
         delivered = []
-        while True:                            # the main loop catches up
+        while True:  # the main loop catches up
             delivered += drain(q)
             midi.flush()
             if q.empty():
@@ -214,9 +235,9 @@ def test_flood_keeps_memory_bounded_and_leaves_no_stuck_notes(keyboards) -> None
         sounding: set[int] = set()
         for event in delivered:
             (sounding.add if isinstance(event, NoteOn) else sounding.discard)(event.note)
-        assert sounding == set()               # every delivered NoteOn got its NoteOff
+        assert sounding == set()  # every delivered NoteOn got its NoteOff
 
-        kb.send(note(72))                      # and it still plays
+        kb.send(note(72))  # and it still plays
         assert collect(q, 1) == [NoteOn(72, 100)]
 
 
@@ -227,9 +248,14 @@ def test_drain_now_takes_waiting_keys_on_the_callers_thread(keyboards) -> None:
     kb = keyboards("kbd-drain")
     q: queue.Queue = queue.Queue()
     threads: list[str] = []
-    with MidiInput(q, backend="jack", client_name="dk-drain", ports=["kbd-drain"],
-                   read_s=30.0, on_event=lambda e: threads.append(
-                       threading.current_thread().name)) as midi:
+    with MidiInput(
+        q,
+        backend="jack",
+        client_name="dk-drain",
+        ports=["kbd-drain"],
+        read_s=30.0,
+        on_event=lambda e: threads.append(threading.current_thread().name),
+    ) as midi:
         time.sleep(0.3)  # the reader has looked once and sleeps for read_s now
         kb.send(note(65))
         time.sleep(0.3)  # in rtmidi's queue, which nobody reads
@@ -244,18 +270,23 @@ def test_on_event_sees_every_key_even_one_the_full_queue_drops() -> None:
     q: queue.Queue = queue.Queue(maxsize=1)
     with MidiInput(q, backend="sim", watch=False, on_event=seen.append) as midi:
         midi.send(note(60))
-        midi.send(note(62))                    # no room: dropped from the queue...
+        midi.send(note(62))  # no room: dropped from the queue...
         assert [bare(e) for e in seen] == [NoteOn(60, 100), NoteOn(62, 100)]  # ...not here
         assert midi.stats()["counts"]["dropped"] == 1
-        midi.on_event = lambda e: 1 / 0        # a broken hook is counted, never raised
+        midi.on_event = lambda e: 1 / 0  # a broken hook is counted, never raised
         midi.send(note(64))
         assert midi.stats()["counts"]["error"] == 1
 
 
 def test_virtual_input_port_accepts_connections(jack_server: str) -> None:
     q: queue.Queue = queue.Queue()
-    with MidiInput(q, backend="jack", client_name="dk-virtual", virtual_port="deepkeys in",
-                   ports=["nothing-matches"]) as midi:
+    with MidiInput(
+        q,
+        backend="jack",
+        client_name="dk-virtual",
+        virtual_port="deepkeys in",
+        ports=["nothing-matches"],
+    ) as midi:
         assert midi.stats()["virtual_port"] == "deepkeys in"
         out = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="sequencer")
         try:
@@ -294,16 +325,23 @@ def test_sim_send_and_counts() -> None:
         midi.send(mido.Message("sysex", data=[1, 2, 3]))
         midi.send([])
         assert collect(q, 2) == [NoteOn(60, 100), ControlChange(107, 127)]
-        assert midi.stats()["counts"] == {"note_on": 1, "control_change": 1, "invalid": 2,
-                                          "sysex": 1}
+        assert midi.stats()["counts"] == {
+            "note_on": 1,
+            "control_change": 1,
+            "invalid": 2,
+            "sysex": 1,
+        }
         assert midi.stats()["ports"] == ["sim keyboard"]
 
 
 def test_sim_port_selection_skips_our_own_and_midi_through() -> None:
     q: queue.Queue = queue.Queue()
     with MidiInput(q, backend="virtual", watch=False) as midi:
-        for name in ("Midi Through:Midi Through Port-0 14:0", "deepkeys-01:out",
-                     "AKM322:AKM322 MIDI 1 20:0"):
+        for name in (
+            "Midi Through:Midi Through Port-0 14:0",
+            "deepkeys-01:out",
+            "AKM322:AKM322 MIDI 1 20:0",
+        ):
             midi.sim.plug(name)
         midi.rescan()
         assert midi.ports == ["AKM322:AKM322 MIDI 1 20:0", "sim keyboard"]
@@ -318,7 +356,7 @@ def test_sim_watcher_thread_reconnects() -> None:
     with MidiInput(q, backend="sim", poll_s=0.02) as midi:
         midi.sim.unplug("sim keyboard")
         wait_for(lambda: midi.ports == [])
-        midi.send(note(60))                    # nobody hears an unplugged keyboard
+        midi.send(note(60))  # nobody hears an unplugged keyboard
         midi.sim.plug("sim keyboard")
         wait_for(lambda: midi.ports == ["sim keyboard"])
         midi.send(note(62))
@@ -327,7 +365,7 @@ def test_sim_watcher_thread_reconnects() -> None:
 
 
 def test_sim_flood_on_unbounded_queue_is_bounded_and_releases_pedal_and_notes() -> None:
-    q: queue.Queue = queue.Queue()             # unbounded: queue_limit bounds us instead
+    q: queue.Queue = queue.Queue()  # unbounded: queue_limit bounds us instead
     with MidiInput(q, backend="sim", queue_limit=100, watch=False) as midi:
         midi.send(mido.Message("control_change", control=64, value=127))
         for i in range(10_000):
@@ -346,7 +384,7 @@ def test_sim_flood_on_unbounded_queue_is_bounded_and_releases_pedal_and_notes() 
     pedal = [e.value for e in delivered if isinstance(e, ControlChange)]
     assert pedal[0] == 127 and pedal[-1] == 0  # the pedal came back up
     bends = [e.value for e in delivered if isinstance(e, PitchBend)]
-    assert bends[-1] == 9999 % 8000            # the latest bend wins
+    assert bends[-1] == 9999 % 8000  # the latest bend wins
     sounding: set[int] = set()
     for event in delivered:
         if isinstance(event, NoteOn):
@@ -362,7 +400,7 @@ def test_nothing_escapes_the_callback() -> None:
             raise RuntimeError("a bug downstream")
 
     with MidiInput(Broken(), backend="sim", watch=False) as midi:
-        midi.send(note(60))                    # must not raise into the port's thread
+        midi.send(note(60))  # must not raise into the port's thread
         assert midi.stats()["counts"]["error"] == 1
 
 
@@ -370,4 +408,4 @@ def test_send_needs_sim_and_names_are_checked() -> None:
     with pytest.raises(UserError, match="unknown MIDI backend 'coreaudio'"):
         MidiInput(queue.Queue(), backend="coreaudio")
     sim = SimPorts(ports=["a"])
-    assert sim.send([0x90, 1, 1], "a") == 0     # nobody connected yet
+    assert sim.send([0x90, 1, 1], "a") == 0  # nobody connected yet

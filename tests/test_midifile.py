@@ -32,28 +32,70 @@ Q, DQ, E8, H = 4, 6, 2, 8  # quarter, dotted quarter, eighth, half
 
 # Beethoven, Symphony No. 9, "Ode to Joy" (1824), in D major as in the symphony.
 ODE_TO_JOY = [
-    (66, Q), (66, Q), (67, Q), (69, Q),
-    (69, Q), (67, Q), (66, Q), (64, Q),
-    (62, Q), (62, Q), (64, Q), (66, Q),
-    (66, DQ), (64, E8), (64, H),
-    (66, Q), (66, Q), (67, Q), (69, Q),
-    (69, Q), (67, Q), (66, Q), (64, Q),
-    (62, Q), (62, Q), (64, Q), (66, Q),
-    (64, DQ), (62, E8), (62, H),
+    (66, Q),
+    (66, Q),
+    (67, Q),
+    (69, Q),
+    (69, Q),
+    (67, Q),
+    (66, Q),
+    (64, Q),
+    (62, Q),
+    (62, Q),
+    (64, Q),
+    (66, Q),
+    (66, DQ),
+    (64, E8),
+    (64, H),
+    (66, Q),
+    (66, Q),
+    (67, Q),
+    (69, Q),
+    (69, Q),
+    (67, Q),
+    (66, Q),
+    (64, Q),
+    (62, Q),
+    (62, Q),
+    (64, Q),
+    (66, Q),
+    (64, DQ),
+    (62, E8),
+    (62, H),
 ]
 # "Twinkle, Twinkle, Little Star" (French air "Ah! vous dirai-je, maman", 1761), C major.
 TWINKLE = [
-    (60, Q), (60, Q), (67, Q), (67, Q),
-    (69, Q), (69, Q), (67, H),
-    (65, Q), (65, Q), (64, Q), (64, Q),
-    (62, Q), (62, Q), (60, H),
+    (60, Q),
+    (60, Q),
+    (67, Q),
+    (67, Q),
+    (69, Q),
+    (69, Q),
+    (67, H),
+    (65, Q),
+    (65, Q),
+    (64, Q),
+    (64, Q),
+    (62, Q),
+    (62, Q),
+    (60, H),
 ]
 # A hymn-like soprano line of our own, G major: a half cadence on A, then home on G.
 CHORALE_MELODY = [
-    (67, Q), (67, Q), (69, Q), (71, Q),
-    (72, Q), (71, Q), (69, H),
-    (67, Q), (71, Q), (74, Q), (72, Q),
-    (71, Q), (69, Q), (67, H),
+    (67, Q),
+    (67, Q),
+    (69, Q),
+    (71, Q),
+    (72, Q),
+    (71, Q),
+    (69, H),
+    (67, Q),
+    (71, Q),
+    (74, Q),
+    (72, Q),
+    (71, Q),
+    (69, Q),
+    (67, H),
 ]
 BUNDLED = {
     # file name: (score, tempo, General MIDI program)
@@ -103,7 +145,9 @@ def test_bundled_scores_fill_whole_bars() -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def save(tmp_path: Path, name: str, tracks: list[list[mido.Message | mido.MetaMessage]], tpb: int = 480) -> Path:
+def save(
+    tmp_path: Path, name: str, tracks: list[list[mido.Message | mido.MetaMessage]], tpb: int = 480
+) -> Path:
     mid = mido.MidiFile(type=1, ticks_per_beat=tpb)
     for messages in tracks:
         mid.tracks.append(mido.MidiTrack(messages))
@@ -201,7 +245,9 @@ def test_written_file_layout(tmp_path: Path) -> None:
 
     names = [next(m.name for m in t if m.type == "track_name") for t in mid.tracks[1:]]
     assert names == ["melody", "bass", "drums"]
-    programs = [[(m.channel, m.program) for m in t if m.type == "program_change"] for t in mid.tracks[1:]]
+    programs = [
+        [(m.channel, m.program) for m in t if m.type == "program_change"] for t in mid.tracks[1:]
+    ]
     assert programs == [[(0, 0)], [(1, 33)], []]
     drum_channels = {m.channel for m in mid.tracks[3] if m.type.startswith("note")}
     assert drum_channels == {DRUM_CHANNEL}
@@ -209,7 +255,11 @@ def test_written_file_layout(tmp_path: Path) -> None:
     # Notes, velocities and lengths in ticks (120 ticks a 16th), and the file ends with the last bar.
     melody = [(t, m) for t, m in absolute(mid.tracks[1]) if m.type == "note_on"]
     assert [(t, m.note, m.velocity) for t, m in melody] == [
-        (0, 72, 100), (480, 72, 80), (960, 74, 70), (1440, 76, 110), (2160, 77, 64)
+        (0, 72, 100),
+        (480, 72, 80),
+        (960, 74, 70),
+        (1440, 76, 110),
+        (2160, 77, 64),
     ]
     for track in mid.tracks:
         assert absolute(track)[-1][0] == 32 * 120
@@ -298,9 +348,20 @@ def test_quantizes_merges_channels_and_drops_leading_bars(tmp_path: Path) -> Non
     tpb = 96  # 24 ticks a 16th
     bar = 16 * 24
     # Two bars of silence, then slightly early / late notes on two channels and a drum.
-    a = [on(67, 2 * bar + 11, channel=0), off(67, 50, channel=0)]  # 11 -> step 0 (rounds down), ends 61 -> 3
-    b = [on(69, 2 * bar + 96 + 12, channel=3), off(69, 2, channel=3)]  # exactly half a step late: rounds up
-    drums = [on(80, 2 * bar, channel=9), off(80, 10, channel=9), on(36, 0, channel=9), off(36, 24, channel=9)]
+    a = [
+        on(67, 2 * bar + 11, channel=0),
+        off(67, 50, channel=0),
+    ]  # 11 -> step 0 (rounds down), ends 61 -> 3
+    b = [
+        on(69, 2 * bar + 96 + 12, channel=3),
+        off(69, 2, channel=3),
+    ]  # exactly half a step late: rounds up
+    drums = [
+        on(80, 2 * bar, channel=9),
+        off(80, 10, channel=9),
+        on(36, 0, channel=9),
+        off(36, 24, channel=9),
+    ]
     tempo = [mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(87.5), time=bar)]
     path = save(tmp_path, "q.mid", [tempo, a, b, drums], tpb=tpb)
     melody = read_melody(path)
@@ -340,7 +401,9 @@ def bad_inputs(tmp_path: Path) -> dict[str, Path]:
     files["random"] = tmp_path / "noise.mid"
     files["random"].write_bytes(bytes(rng.randrange(256) for _ in range(2000)))
     files["garbage after header"] = tmp_path / "garbage.mid"
-    files["garbage after header"].write_bytes(b"MThd" + bytes(rng.randrange(256) for _ in range(300)))
+    files["garbage after header"].write_bytes(
+        b"MThd" + bytes(rng.randrange(256) for _ in range(300))
+    )
     valid = valid_file_bytes(tmp_path)
     for cut in (10, 30, len(valid) // 2, len(valid) - 3):
         files[f"truncated at {cut}"] = tmp_path / f"cut{cut}.mid"
@@ -351,7 +414,9 @@ def bad_inputs(tmp_path: Path) -> dict[str, Path]:
     files["bad data byte"].write_bytes(valid.replace(b"\x90\x48\x64", b"\x90\x48\xe4", 1))
     files["empty"] = tmp_path / "empty.mid"
     files["empty"].write_bytes(b"")
-    files["drums only"] = save(tmp_path, "drums.mid", [[on(36, channel=9), off(36, 240, channel=9)]])
+    files["drums only"] = save(
+        tmp_path, "drums.mid", [[on(36, channel=9), off(36, 240, channel=9)]]
+    )
     files["no notes"] = save(tmp_path, "meta.mid", [[mido.MetaMessage("set_tempo", tempo=500000)]])
     files["missing"] = tmp_path / "nowhere" / "missing.mid"
     files["folder"] = tmp_path

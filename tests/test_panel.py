@@ -11,13 +11,12 @@ import time
 from collections.abc import Callable
 
 import pytest
-from gpiozero import LED
-from gpiozero import DigitalInputDevice
+from gpiozero import LED, DigitalInputDevice
 from gpiozero.pins.mock import MockFactory
 
+from deepkeys.device.adapters.panel import BUTTON_PINS, LED_PINS, Panel
 from deepkeys.device.errors import UserError
 from deepkeys.device.events import Button
-from deepkeys.device.adapters.panel import BUTTON_PINS, LED_PINS, Panel
 
 
 class Rig:
@@ -29,8 +28,14 @@ class Rig:
         self.factory = MockFactory()
         self.now_ms = 0
         self.events: queue.Queue = queue.Queue()
-        self.panel = Panel(self.events, pin_factory=self.factory, thread=False,
-                           clock=self.clock, genre_leds=(12, 16), **kwargs)
+        self.panel = Panel(
+            self.events,
+            pin_factory=self.factory,
+            thread=False,
+            clock=self.clock,
+            genre_leds=(12, 16),
+            **kwargs,
+        )
 
     def clock(self) -> float:
         return 100.0 + self.now_ms / 1000  # anything monotonic; not starting at 0
@@ -40,7 +45,7 @@ class Rig:
 
     def down(self, *names: str) -> None:
         for name in names:
-            self.pin(name).drive_low()   # buttons pull up; pressed connects to ground
+            self.pin(name).drive_low()  # buttons pull up; pressed connects to ground
 
     def up(self, *names: str) -> None:
         for name in names:
@@ -80,34 +85,39 @@ def test_bouncing_press_and_release_yield_one_press(rig: Rig) -> None:
     # Contact bounce on the way down: low, high, low, high, low (settles at 12 ms).
     rig.bounce("genre", 10, 13, 16, 19, 22)
     assert rig.run_to(41) == []
-    assert rig.panel.pressed["genre"] is False   # 19 ms stable: not yet
+    assert rig.panel.pressed["genre"] is False  # 19 ms stable: not yet
     assert rig.run_to(42) == []
-    assert rig.panel.pressed["genre"] is True    # 20 ms stable: down (no event until release)
+    assert rig.panel.pressed["genre"] is True  # 20 ms stable: down (no event until release)
     # And on the way up: high, low, high (settles at 206 ms).
     rig.bounce("genre", 200)
-    rig.run_to(203); rig.down("genre")
-    rig.run_to(206); rig.up("genre")
+    rig.run_to(203)
+    rig.down("genre")
+    rig.run_to(206)
+    rig.up("genre")
     assert rig.run_to(500) == [("genre", "press", 226)]
 
 
 def test_glitch_shorter_than_debounce_is_ignored(rig: Rig) -> None:
-    rig.run_to(10); rig.down("play")
-    rig.run_to(25); rig.up("play")       # 15 ms low: noise, not a press
+    rig.run_to(10)
+    rig.down("play")
+    rig.run_to(25)
+    rig.up("play")  # 15 ms low: noise, not a press
     assert rig.run_to(2000) == []
     assert rig.panel.pressed["play"] is False
 
 
 def test_short_press_vs_long_press(rig: Rig) -> None:
     rig.down("record")
-    rig.run_to(150); rig.up("record")
+    rig.run_to(150)
+    rig.up("record")
     assert rig.run_to(300) == [("record", "press", 170)]
 
-    rig.down("generate")                 # held from 300 ms: long at 300 + 800
+    rig.down("generate")  # held from 300 ms: long at 300 + 800
     assert rig.run_to(1099) == []
     assert rig.run_to(1100) == [("generate", "long", 1100)]
-    assert rig.run_to(3000) == []        # once only, however long it is held
+    assert rig.run_to(3000) == []  # once only, however long it is held
     rig.up("generate")
-    assert rig.run_to(3500) == []        # and no press on release
+    assert rig.run_to(3500) == []  # and no press on release
 
 
 def test_tempo_repeats_while_held(rig: Rig) -> None:
@@ -119,14 +129,15 @@ def test_tempo_repeats_while_held(rig: Rig) -> None:
     assert events == [("tempo_up", "repeat", ms) for ms in (400, 520, 640, 760, 880, 1000)]
     # A short tap is a plain press.
     rig.down("tempo_down")
-    rig.run_to(1600); rig.up("tempo_down")
+    rig.run_to(1600)
+    rig.up("tempo_down")
     assert rig.run_to(1700) == [("tempo_down", "press", 1620)]
 
 
 def test_stalled_poll_gets_one_repeat_not_a_volley(rig: Rig) -> None:
     rig.down("tempo_down")
     rig.run_to(400)
-    rig.now_ms = 999                     # the loop stalled for 600 ms
+    rig.now_ms = 999  # the loop stalled for 600 ms
     assert rig.run_to(1000) == [("tempo_down", "repeat", 1000)]
     assert rig.run_to(1119) == []
     assert rig.run_to(1120) == [("tempo_down", "repeat", 1120)]
@@ -134,7 +145,8 @@ def test_stalled_poll_gets_one_repeat_not_a_volley(rig: Rig) -> None:
 
 def test_two_buttons_together_give_two_presses(rig: Rig) -> None:
     rig.down("genre", "record")
-    rig.run_to(100); rig.up("genre", "record")
+    rig.run_to(100)
+    rig.up("genre", "record")
     events = rig.run_to(200)
     assert sorted(events) == [("genre", "press", 120), ("record", "press", 120)]
 
@@ -157,8 +169,13 @@ def test_button_held_at_start_stays_silent_until_pressed_again() -> None:
 
 def test_leds_on_off_blink_and_genre(rig: Rig) -> None:
     panel = rig.panel
-    assert panel.leds == {"rec": "off", "busy": "off", "play": "off",
-                          "genre0": "off", "genre1": "off"}
+    assert panel.leds == {
+        "rec": "off",
+        "busy": "off",
+        "play": "off",
+        "genre0": "off",
+        "genre1": "off",
+    }
     panel.set_led("rec", "on")
     assert rig.factory.pin(LED_PINS["rec"]).state is True
     panel.set_led("rec", "off")
@@ -171,10 +188,10 @@ def test_leds_on_off_blink_and_genre(rig: Rig) -> None:
     busy.clear_states()
     panel.set_led("busy", "blink", on_time=0.01, off_time=0.01)
     assert panel.leds["busy"] == "blink"
-    wait_for(lambda: len(busy.states) >= 6)   # gpiozero's blink thread toggles the pin
+    wait_for(lambda: len(busy.states) >= 6)  # gpiozero's blink thread toggles the pin
     levels = [s.state for s in busy.states]
     assert True in levels and False in levels
-    panel.set_led("busy", "on")               # stops the blink
+    panel.set_led("busy", "on")  # stops the blink
     assert panel.leds["busy"] == "on" and busy.state is True
     with pytest.raises(ValueError, match="unknown LED"):
         panel.set_led("disco", "on")

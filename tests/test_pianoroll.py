@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepkeys.device.generation import pianoroll
 from deepkeys.device.encoding import Composition, Note, Track
+from deepkeys.device.generation import pianoroll
 from deepkeys.device.generation.pianoroll import BACKGROUND, PITCH_MARGIN, track_colour, write_png
 
 
@@ -27,7 +27,9 @@ def decode_png(data: bytes) -> np.ndarray:
         chunks.append((kind, body))
         pos += 12 + length
     assert [k for k, _ in chunks][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
-    width, height, depth, colour_type, compression, filtering, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    width, height, depth, colour_type, compression, filtering, interlace = struct.unpack(
+        ">IIBBBBB", chunks[0][1]
+    )
     assert (depth, colour_type, compression, filtering, interlace) == (8, 2, 0, 0, 0)
     raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
     rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, 1 + 3 * width)
@@ -40,7 +42,11 @@ def composition() -> Composition:
     bass = [Note(48, 0, 16), Note(43, 16, 32)]
     drums = [Note(36, 0, 1), Note(42, 2, 3), Note(38, 4, 5)]
     return Composition(
-        [Track("melody", 0, melody), Track("bass", 33, bass, channel=1), Track("drums", 0, drums, is_drum=True, channel=9)],
+        [
+            Track("melody", 0, melody),
+            Track("bass", 33, bass, channel=1),
+            Track("drums", 0, drums, is_drum=True, channel=9),
+        ],
         n_steps=32,
         tempo_bpm=100.0,
     )
@@ -82,7 +88,11 @@ def test_png_has_notes_in_track_colours(tmp_path: Path) -> None:
 
 
 def test_melody_is_drawn_over_accompaniment(tmp_path: Path) -> None:
-    comp = Composition([Track("melody", 0, [Note(60, 0, 16)]), Track("chords", 0, [Note(60, 0, 16)], channel=1)], 16, 120.0)
+    comp = Composition(
+        [Track("melody", 0, [Note(60, 0, 16)]), Track("chords", 0, [Note(60, 0, 16)], channel=1)],
+        16,
+        120.0,
+    )
     write_png(comp, tmp_path / "roll.png", scale=10, px_per_pitch=6)
     image = decode_png((tmp_path / "roll.png").read_bytes())
     layout = pianoroll.draw(comp, 10, 6)[1]
@@ -91,11 +101,19 @@ def test_melody_is_drawn_over_accompaniment(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bars", [1, 4, 8, 16, 32])
 def test_default_width_is_screen_friendly(tmp_path: Path, bars: int) -> None:
-    comp = Composition([Track("melody", 0, [Note(60 + b % 12, b * 16, b * 16 + 8) for b in range(bars)])], bars * 16, 120.0)
+    comp = Composition(
+        [Track("melody", 0, [Note(60 + b % 12, b * 16, b * 16 + 8) for b in range(bars)])],
+        bars * 16,
+        120.0,
+    )
     layout = write_png(comp, tmp_path / "roll.png")
     assert 1000 <= layout.width <= 1600
     assert 100 <= layout.height <= 600
-    assert decode_png((tmp_path / "roll.png").read_bytes()).shape == (layout.height, layout.width, 3)
+    assert decode_png((tmp_path / "roll.png").read_bytes()).shape == (
+        layout.height,
+        layout.width,
+        3,
+    )
 
 
 def test_empty_composition_draws(tmp_path: Path) -> None:

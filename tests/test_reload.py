@@ -10,23 +10,27 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODELS, wait_for
 from deepkeys.device.config import hardware_free_config
+
+from conftest import MODELS, wait_for
 
 
 @pytest.fixture
 def running(tmp_path: Path, soundfont: Path):
-    from deepkeys.device.config import load_config
     from deepkeys.device.adapters.control import ControlClient
     from deepkeys.device.appliance.daemon import Daemon
+    from deepkeys.device.config import load_config
 
     models = tmp_path / "models"
     models.mkdir()
     for suffix in (".json", ".tflite"):
         shutil.copy(MODELS / f"chorale{suffix}", models / f"chorale{suffix}")
     config = tmp_path / "config.toml"
-    config.write_text(hardware_free_config(tmp_path / "state", tmp_path / "ctl.sock", [models],
-                                           panel="genre_leds = [23, 24]"))
+    config.write_text(
+        hardware_free_config(
+            tmp_path / "state", tmp_path / "ctl.sock", [models], panel="genre_leds = [23, 24]"
+        )
+    )
     daemon = Daemon(load_config(config))
     daemon.start()
     loop = threading.Thread(target=daemon.run, name="test-daemon")
@@ -70,8 +74,10 @@ def test_a_broken_replacement_never_replaces_the_working_model(running):
     assert reply["ok"] and reply["genres"] == ["chorale"] and reply["changed"] == []
     assert "does not match its card" in reply["errors"]["chorale"]
     assert daemon.generators["chorale"] is chorale  # still loaded, still playing
-    assert daemon.snapshot["model_sha256"] == json.loads(
-        (MODELS / "chorale.json").read_text())["sha256"]
+    assert (
+        daemon.snapshot["model_sha256"]
+        == json.loads((MODELS / "chorale.json").read_text())["sha256"]
+    )
 
     # A genre that never worked is left out, with its one-line reason.
     (models / "funk.json").write_text("{ not a card")

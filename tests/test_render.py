@@ -17,8 +17,6 @@ from deepkeys.device.generation import render
 pytest.importorskip("fluidsynth", reason="pyfluidsynth (and libfluidsynth3) not installed")
 
 
-
-
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """Samples as a (frames, 2) float array in -1..1, and the sample rate."""
     with wave.open(str(path), "rb") as w:
@@ -72,7 +70,9 @@ def test_note_starts_where_the_swung_grid_says(tmp_path: Path, soundfont: Path) 
 
 
 def test_drums_and_several_tracks_sound(tmp_path: Path, soundfont: Path) -> None:
-    drums = Composition([Track("drums", 0, [Note(38, 0, 1, 120)], is_drum=True, channel=9)], 16, 120.0)
+    drums = Composition(
+        [Track("drums", 0, [Note(38, 0, 1, 120)], is_drum=True, channel=9)], 16, 120.0
+    )
     path = tmp_path / "drums.wav"
     render.render_wav(drums, path, soundfont)
     samples, _ = read_wav(path)
@@ -84,7 +84,13 @@ def test_drums_and_several_tracks_sound(tmp_path: Path, soundfont: Path) -> None
             Track("melody", 0, [Note(72, 0, 16, 127)]),
             Track("bass", 33, [Note(36, 0, 16, 127)], channel=1),
             Track("chords", 0, chord, channel=2),
-            Track("drums", 0, [Note(36, s, s + 1, 127) for s in range(0, 16, 2)], is_drum=True, channel=9),
+            Track(
+                "drums",
+                0,
+                [Note(36, s, s + 1, 127) for s in range(0, 16, 2)],
+                is_drum=True,
+                channel=9,
+            ),
         ],
         16,
         120.0,
@@ -136,13 +142,15 @@ def test_bad_soundfont_is_a_user_error_and_writes_nothing(tmp_path: Path) -> Non
     assert sorted(os.listdir(tmp_path)) == ["damaged.sf2", "junk.sf2"]
 
 
-def test_failed_render_leaves_old_file(tmp_path: Path, soundfont: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_render_leaves_old_file(
+    tmp_path: Path, soundfont: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "song.wav"
     out.write_bytes(b"old")
     comp = Composition([Track("melody", 0, [Note(60, 0, 16)])], 64, 120.0)
     calls = 0
 
-    def failing_play(synth, sfid, *event):  # noqa: ANN001, ANN202
+    def failing_play(synth, sfid, *event):
         nonlocal calls
         calls += 1
         if calls == 3:  # after the first note has been rendered for a while

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODELS, REPO, wait_for
 from deepkeys.device.config import hardware_free_config
+
+from conftest import MODELS, REPO, wait_for
 
 UNIT = REPO / "systemd" / "deepkeys.service"
 INET_TABLES = ("tcp", "tcp6", "udp", "udp6", "raw", "raw6", "udplite", "udplite6")
@@ -52,10 +53,14 @@ def _unix_listeners(pid: int, inodes: set[str]) -> list[str]:
 @pytest.fixture
 def daemon_proc(tmp_path: Path, soundfont: Path):
     config = tmp_path / "config.toml"
-    config.write_text(hardware_free_config(tmp_path / "state", tmp_path / "run" / "control.sock",
-                                           [MODELS]))
-    proc = subprocess.Popen([sys.executable, "-m", "deepkeys.device.cli", "run", "--config",
-                             str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config.write_text(
+        hardware_free_config(tmp_path / "state", tmp_path / "run" / "control.sock", [MODELS])
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepkeys.device.cli", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         from deepkeys.device.adapters.control import ControlClient
         from deepkeys.device.errors import UserError
@@ -107,8 +112,7 @@ def test_the_unit_runs_unprivileged_with_only_audio_and_gpio():
 
     service = _service()
     assert service["User"] == SERVICE_USER == "deepkeys" and service["Group"] == "deepkeys"
-    assert set(service["SupplementaryGroups"].split()) == set(SERVICE_GROUPS) == {"audio",
-                                                                                  "gpio"}
+    assert set(service["SupplementaryGroups"].split()) == set(SERVICE_GROUPS) == {"audio", "gpio"}
     # No capabilities at all, and no way to gain any.
     assert service["CapabilityBoundingSet"] == "" and service["AmbientCapabilities"] == ""
     assert service["NoNewPrivileges"] == "yes" and service["RestrictSUIDSGID"] == "yes"

@@ -26,16 +26,25 @@ BEAT = 24000  # samples per beat at 120 bpm
 STEP = BEAT // 4
 
 
-def comp(notes: list[Note], n_steps: int = 16, swing: float = 0.5, channel: int = 1,
-         drums: list[Note] | None = None) -> Composition:
+def comp(
+    notes: list[Note],
+    n_steps: int = 16,
+    swing: float = 0.5,
+    channel: int = 1,
+    drums: list[Note] | None = None,
+) -> Composition:
     tracks = [Track("bass", 33, notes, channel=channel)]
     if drums is not None:
         tracks.append(Track("drums", 0, drums, is_drum=True))
     return Composition(tracks, n_steps, 120.0, swing)
 
 
-def collect(seq: Sequencer, frames: int, block: int = 128, start: int = 0,
-            ) -> list[tuple[int, int, int, int, int]]:
+def collect(
+    seq: Sequencer,
+    frames: int,
+    block: int = 128,
+    start: int = 0,
+) -> list[tuple[int, int, int, int, int]]:
     """Every event in ``frames`` samples, as (absolute sample, status, ch, d1, d2)."""
     out = []
     for s in range(start, start + frames, block):
@@ -54,8 +63,13 @@ def test_events_land_at_their_samples_at_a_known_tempo() -> None:
     bar = 4 * BEAT
     assert events[0] == (0, PROGRAM, 1, 33, 0)
     assert notes_on(events) == [
-        (0, 40), (4 * STEP, 43), (9 * STEP, 45),
-        (bar, 40), (bar + 4 * STEP, 43), (bar + 9 * STEP, 45)]
+        (0, 40),
+        (4 * STEP, 43),
+        (9 * STEP, 45),
+        (bar, 40),
+        (bar + 4 * STEP, 43),
+        (bar + 9 * STEP, 45),
+    ]
     offs = [(s, d1) for s, st, ch, d1, d2 in events if st == NOTE_OFF]
     assert offs[:3] == [(2 * STEP, 40), (5 * STEP, 43), (bar, 45)]
     # At the loop point the last note ends before the first one starts again.
@@ -68,8 +82,11 @@ def test_events_land_at_their_samples_at_a_known_tempo() -> None:
 
 
 def test_block_size_does_not_change_the_timing() -> None:
-    piece = comp([Note(40 + i, 3 * i, 3 * i + 2) for i in range(5)], n_steps=16,
-                 drums=[Note(36, 0, 1), Note(38, 8, 9)])
+    piece = comp(
+        [Note(40 + i, 3 * i, 3 * i + 2) for i in range(5)],
+        n_steps=16,
+        drums=[Note(36, 0, 1), Note(38, 8, 9)],
+    )
     results = []
     for block in (64, 128, 100, 4096):
         seq = Sequencer(RATE, 97.0)
@@ -215,10 +232,15 @@ def test_position_follows_the_grid_with_swing() -> None:
 
 def test_channels_avoid_the_keys_and_the_click() -> None:
     piece = Composition(
-        [Track("melody", 0, [Note(72, 0, 4)], channel=LIVE_CHANNEL),
-         Track("bass", 33, [Note(36, 0, 4)], channel=1),
-         Track("click?", 0, [Note(60, 0, 4)], channel=CLICK_CHANNEL),
-         Track("drums", 0, [Note(36, 0, 1)], is_drum=True)], 16, 120.0)
+        [
+            Track("melody", 0, [Note(72, 0, 4)], channel=LIVE_CHANNEL),
+            Track("bass", 33, [Note(36, 0, 4)], channel=1),
+            Track("click?", 0, [Note(60, 0, 4)], channel=CLICK_CHANNEL),
+            Track("drums", 0, [Note(36, 0, 1)], is_drum=True),
+        ],
+        16,
+        120.0,
+    )
     pattern = Pattern.from_composition(piece)
     assert LIVE_CHANNEL not in pattern.channels and CLICK_CHANNEL not in pattern.channels
     assert 1 in pattern.channels and 9 in pattern.channels
@@ -229,7 +251,9 @@ def test_notes_past_the_loop_end_are_cut_there() -> None:
     pattern = Pattern.from_composition(comp([Note(40, 12, 40)]))
     assert pattern.length == 4.0
     assert [(b, st) for b, st, *_ in pattern.events if st != PROGRAM] == [
-        (3.0, NOTE_ON), (4.0, NOTE_OFF)]
+        (3.0, NOTE_ON),
+        (4.0, NOTE_OFF),
+    ]
 
 
 def test_an_empty_composition_cannot_loop() -> None:

@@ -11,10 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MODELS, run_cli, wait_for
-from deepkeys.device.config import load_config
 from deepkeys.device.appliance.daemon import Daemon
-from deepkeys.device.events import BUTTONS
 from deepkeys.device.appliance.sim import (
     BUTTON_KEYS,
     PIANO_KEYS,
@@ -24,19 +21,54 @@ from deepkeys.device.appliance.sim import (
     sim_config,
     wav_device,
 )
+from deepkeys.device.config import load_config
+from deepkeys.device.events import BUTTONS
+
+from conftest import MODELS, run_cli, wait_for
 
 
 # --------------------------------------------------------------------------- the key map
 def test_every_piano_key_plays_its_chromatic_note_from_c4():
     keys = SimKeys()
-    names = "C C# D D# E F F# G G# A A# B C C# D D# E F".split()
+    names = [
+        "C",
+        "C#",
+        "D",
+        "D#",
+        "E",
+        "F",
+        "F#",
+        "G",
+        "G#",
+        "A",
+        "A#",
+        "B",
+        "C",
+        "C#",
+        "D",
+        "D#",
+        "E",
+        "F",
+    ]
     expected = dict(zip("awsedftgyhujkolp;'", range(60, 78)))
     assert len(PIANO_KEYS) == len(names) == 18
     for key, note in expected.items():
         assert keys.handle(key) == [("note_on", note)], key
         assert keys.handle(key.upper()) == [("note_on", note)] if key.isalpha() else True
     # white keys on the home row, black keys above: a piano's layout
-    assert [names[expected[k] - 60] for k in "asdfghjkl;'"] == "C D E F G A B C D E F".split()
+    assert [names[expected[k] - 60] for k in "asdfghjkl;'"] == [
+        "C",
+        "D",
+        "E",
+        "F",
+        "G",
+        "A",
+        "B",
+        "C",
+        "D",
+        "E",
+        "F",
+    ]
     assert all("#" in names[expected[k] - 60] for k in "wetyuop")
 
 
@@ -68,10 +100,14 @@ def test_digits_and_the_others_press_the_right_buttons():
 
 
 def test_the_screen_shows_state_genre_tempo_and_leds():
-    status = {"state": "recording", "genre": "chorale", "genres": ["chorale", "jazz"],
-              "tempo_bpm": 120, "take_notes": 3,
-              "leds": {"rec": "on", "busy": "off", "play": "blink", "genre0": "off",
-                       "genre1": "on"}}
+    status = {
+        "state": "recording",
+        "genre": "chorale",
+        "genres": ["chorale", "jazz"],
+        "tempo_bpm": 120,
+        "take_notes": 3,
+        "leds": {"rec": "on", "busy": "off", "play": "blink", "genre0": "off", "genre1": "on"},
+    }
     lines = render_screen(status, octave=-1, last="note 60", now=0.0)
     text = "\n".join(lines)
     assert "state: recording" in text and "genre: chorale" in text and "tempo: 120 BPM" in text
@@ -99,8 +135,8 @@ device = "null"
 tempo_bpm = 240
 default_genre = "chorale"
 [paths]
-state_dir = "{tmp_path / 'state'}"
-socket = "{tmp_path / 'ctl.sock'}"
+state_dir = "{tmp_path / "state"}"
+socket = "{tmp_path / "ctl.sock"}"
 models = ["{MODELS}"]
 """)
     return path

@@ -15,6 +15,8 @@ import random
 
 import pytest
 
+from deepkeys.device.appliance.state import STATES, Appliance
+from deepkeys.device.appliance.take import Take
 from deepkeys.device.config import Config, KeyboardConfig, PlayerConfig
 from deepkeys.device.encoding import Composition, Note, Track
 from deepkeys.device.events import (
@@ -27,8 +29,6 @@ from deepkeys.device.events import (
     NoteOn,
     Tick,
 )
-from deepkeys.device.appliance.take import Take
-from deepkeys.device.appliance.state import STATES, Appliance
 
 GENRES = ["chorale", "jazz", "rock"]
 BAR = 2.4  # seconds, at 100 BPM
@@ -64,12 +64,14 @@ def play(composition: str) -> Action:
 
 
 def save(composition: str, genre_name: str, seed: int) -> Action:
-    return Action("save_composition", {"composition": composition, "genre": genre_name,
-                                       "seed": seed})
+    return Action(
+        "save_composition", {"composition": composition, "genre": genre_name, "seed": seed}
+    )
 
 
-METRONOME = Action("start_metronome", {"bpm": 100, "t0": "T", "count_in_bars": 1,
-                                       "through_recording": True})
+METRONOME = Action(
+    "start_metronome", {"bpm": 100, "t0": "T", "count_in_bars": 1, "through_recording": True}
+)
 STOP_METRONOME = Action("stop_metronome")
 STOP = Action("stop_playback")
 SAVE_TAKE = Action("save_take", {"take": "NEWTAKE"})
@@ -96,8 +98,8 @@ INPUTS |= {
     "cc play": ControlChange(105, 127),
     "cc stop": ControlChange(106, 127),
     "cc record": ControlChange(107, 127),
-    "cc release": ControlChange(107, 0),      # the transport button let go
-    "cc sustain": ControlChange(64, 127),     # not ours
+    "cc release": ControlChange(107, 0),  # the transport button let go
+    "cc sustain": ControlChange(64, 127),  # not ours
     "note": NoteOn(72, 100),
     "tick": Tick(0.0),
     "done": GenerationDone("chorale", 1, "NEW"),
@@ -107,13 +109,19 @@ INPUTS |= {
 
 # --------------------------------------------------------------------------- the table
 # state -> input -> (next state, actions). Tempo "long" and "repeat" step like a press.
-def _tempo_rows(state: str, down: list[Action], up: list[Action],
-                repeat_down: list[Action] | None = None,
-                repeat_up: list[Action] | None = None) -> dict:
+def _tempo_rows(
+    state: str,
+    down: list[Action],
+    up: list[Action],
+    repeat_down: list[Action] | None = None,
+    repeat_up: list[Action] | None = None,
+) -> dict:
     return {
-        "tempo_down press": (state, down), "tempo_down long": (state, down),
+        "tempo_down press": (state, down),
+        "tempo_down long": (state, down),
         "tempo_down repeat": (state, down if repeat_down is None else repeat_down),
-        "tempo_up press": (state, up), "tempo_up long": (state, up),
+        "tempo_up press": (state, up),
+        "tempo_up long": (state, up),
         "tempo_up repeat": (state, up if repeat_up is None else repeat_up),
     }
 
@@ -156,8 +164,13 @@ TABLE: dict[str, dict[str, tuple[str, list[Action]]]] = {
         "play press": ("idle", CANCEL),
         "play long": ("idle", CANCEL),
         "play repeat": ("count_in", []),
-        **_tempo_rows("count_in", [log("tempo=ignored reason=count_in")],
-                      [log("tempo=ignored reason=count_in")], [], []),
+        **_tempo_rows(
+            "count_in",
+            [log("tempo=ignored reason=count_in")],
+            [log("tempo=ignored reason=count_in")],
+            [],
+            [],
+        ),
         "cc play": ("idle", CANCEL),
         "cc stop": ("idle", CANCEL),
         "cc record": ("idle", CANCEL),
@@ -181,8 +194,13 @@ TABLE: dict[str, dict[str, tuple[str, list[Action]]]] = {
         "play press": ("idle", TAKE_ENDS),
         "play long": ("idle", TAKE_ENDS),
         "play repeat": ("recording", []),
-        **_tempo_rows("recording", [log("tempo=ignored reason=recording")],
-                      [log("tempo=ignored reason=recording")], [], []),
+        **_tempo_rows(
+            "recording",
+            [log("tempo=ignored reason=recording")],
+            [log("tempo=ignored reason=recording")],
+            [],
+            [],
+        ),
         "cc play": ("idle", TAKE_ENDS),
         "cc stop": ("idle", TAKE_ENDS),
         "cc record": ("idle", TAKE_ENDS),
@@ -214,8 +232,10 @@ TABLE: dict[str, dict[str, tuple[str, list[Action]]]] = {
         "cc sustain": ("generating", []),
         "note": ("generating", []),
         "tick": ("generating", []),
-        "done": ("playing", [led("busy", "off"), play("NEW"), led("play", "on"),
-                             save("NEW", "chorale", 1)]),
+        "done": (
+            "playing",
+            [led("busy", "off"), play("NEW"), led("play", "on"), save("NEW", "chorale", 1)],
+        ),
         "done error": ("idle", FAILED),
     },
     "playing": {
@@ -290,17 +310,17 @@ def world(state: str) -> World:
     box.handle(Button("record", t=2 * BAR))
     take = box.take
     old = comp(60)
-    box.handle(Button("generate", t=5.0))                     # seed 0
-    box.handle(GenerationDone("chorale", 0, old, t=5.1))      # plays
+    box.handle(Button("generate", t=5.0))  # seed 0
+    box.handle(GenerationDone("chorale", 0, old, t=5.1))  # plays
     assert (box.state, box.take, box.composition) == ("playing", take, old)
     t = 20.0
     if state == "idle":
         box.handle(Button("play", t=6.0))
     elif state == "generating":
         box.handle(Button("play", t=6.0))
-        box.handle(Button("generate", t=7.0))                 # seed 1
+        box.handle(Button("generate", t=7.0))  # seed 1
     elif state == "playing+generating":
-        box.handle(Button("generate", t=7.0))                 # seed 1
+        box.handle(Button("generate", t=7.0))  # seed 1
     elif state == "count_in":
         box.handle(Button("play", t=6.0))
         box.handle(Button("record", t=10.0))
@@ -368,8 +388,13 @@ def names(actions: list[Action]) -> list[str]:
 
 def test_start_sets_every_output():
     box = Appliance(GENRES, tempo_bpm=90, default_genre="jazz")
-    assert box.start() == [led("rec", "off"), led("busy", "off"), led("play", "off"),
-                           genre("jazz", 1), tempo(90)]
+    assert box.start() == [
+        led("rec", "off"),
+        led("busy", "off"),
+        led("play", "off"),
+        genre("jazz", 1),
+        tempo(90),
+    ]
     assert box.state == "idle"
 
 
@@ -380,8 +405,11 @@ def test_record_generate_play_change_genre_and_switch_at_the_loop_boundary():
     # RECORD: one bar of clicks at 100 BPM, REC blinking.
     assert box.handle(Button("record", t=0.0)) == [
         led("rec", "blink"),
-        Action("start_metronome", {"bpm": 100, "t0": 0.0, "count_in_bars": 1,
-                                   "through_recording": True})]
+        Action(
+            "start_metronome",
+            {"bpm": 100, "t0": 0.0, "count_in_bars": 1, "through_recording": True},
+        ),
+    ]
     assert box.recorder.record_t == pytest.approx(2.4)  # after four clicks of 0.6 s
     assert box.handle(Tick(1.9)) == [] and box.state == "count_in"
     assert box.handle(Tick(2.41)) == [led("rec", "on")] and box.state == "recording"
@@ -390,24 +418,31 @@ def test_record_generate_play_change_genre_and_switch_at_the_loop_boundary():
     for pitch, on, off in [(60, 2.43, 2.9), (62, 2.97, 3.5), (64, 3.62, 4.1), (65, 4.78, 5.9)]:
         assert box.handle(NoteOn(pitch, 90, on)) == []
         assert box.handle(NoteOff(pitch, off)) == []
-    actions = box.handle(Button("record", t=2.4 + 2 * BAR + 0.2))     # a bit late
+    actions = box.handle(Button("record", t=2.4 + 2 * BAR + 0.2))  # a bit late
     assert actions == [STOP_METRONOME, led("rec", "off"), Action("save_take", {"take": box.take})]
     take = box.take
     assert take.n_steps == 32
     assert [(n.pitch, n.start, n.end) for n in take.notes] == [
-        (60, 0, 3), (62, 4, 7), (64, 8, 11), (65, 16, 23)]
+        (60, 0, 3),
+        (62, 4, 7),
+        (64, 8, 11),
+        (65, 16, 23),
+    ]
 
     # GENRE picks jazz; GENERATE computes it (BUSY), then it plays by itself.
     assert box.handle(Button("genre", t=8.0)) == [genre("jazz", 1)]
     assert box.handle(Button("generate", t=8.5)) == [
-        led("busy", "on"), Action("start_generation", {"genre": "jazz", "seed": 0, "take": take,
-                                                       "bpm": 100})]
+        led("busy", "on"),
+        Action("start_generation", {"genre": "jazz", "seed": 0, "take": take, "bpm": 100}),
+    ]
     assert box.state == "generating"
     first = comp(60)
     assert box.handle(GenerationDone("jazz", 0, first, t=8.6)) == [
-        led("busy", "off"), Action("start_playback", {"composition": first, "bpm": 100}),
-        led("play", "on"), Action("save_composition", {"composition": first, "genre": "jazz",
-                                                       "seed": 0})]
+        led("busy", "off"),
+        Action("start_playback", {"composition": first, "bpm": 100}),
+        led("play", "on"),
+        Action("save_composition", {"composition": first, "genre": "jazz", "seed": 0}),
+    ]
     assert box.state == "playing"
 
     # Tempo follows live during playback.
@@ -416,15 +451,19 @@ def test_record_generate_play_change_genre_and_switch_at_the_loop_boundary():
 
     # GENRE while playing: regenerate in rock; the jazz loop plays on meanwhile...
     assert box.handle(Button("genre", t=10.0)) == [
-        genre("rock", 2), led("busy", "on"),
-        Action("start_generation", {"genre": "rock", "seed": 1, "take": take, "bpm": 102})]
+        genre("rock", 2),
+        led("busy", "on"),
+        Action("start_generation", {"genre": "rock", "seed": 1, "take": take, "bpm": 102}),
+    ]
     assert box.state == "playing+generating"
     assert box.handle(Tick(11.0)) == []
     # ...and the rock one is queued to take over at the next loop boundary.
     second = comp(67)
     assert box.handle(GenerationDone("rock", 1, second, t=11.1)) == [
-        led("busy", "off"), Action("queue_switch", {"composition": second}),
-        Action("save_composition", {"composition": second, "genre": "rock", "seed": 1})]
+        led("busy", "off"),
+        Action("queue_switch", {"composition": second}),
+        Action("save_composition", {"composition": second, "genre": "rock", "seed": 1}),
+    ]
     assert box.state == "playing" and box.composition is second
 
     # GENERATE again: a new variation, a new seed.
@@ -436,20 +475,23 @@ def test_record_generate_play_change_genre_and_switch_at_the_loop_boundary():
     third = comp(72)
     assert box.handle(GenerationDone("rock", 2, third)) == [
         led("busy", "off"),
-        Action("save_composition", {"composition": third, "genre": "rock", "seed": 2})]
+        Action("save_composition", {"composition": third, "genre": "rock", "seed": 2}),
+    ]
     assert box.state == "idle" and box.composition is third
     assert box.handle(Button("play", t=14.0)) == [
-        Action("start_playback", {"composition": third, "bpm": 102}), led("play", "on")]
+        Action("start_playback", {"composition": third, "bpm": 102}),
+        led("play", "on"),
+    ]
 
 
 def test_recording_stops_by_itself_after_max_bars():
     box = Appliance(GENRES, tempo_bpm=100, max_bars=8)
     box.handle(Button("record", t=0.0))
     box.handle(Tick(2.4))
-    box.handle(NoteOn(60, 90, 2.4))                 # held to the very end
+    box.handle(NoteOn(60, 90, 2.4))  # held to the very end
     end = 2.4 + 8 * BAR
     assert box.handle(Tick(end - 0.01)) == [] and box.state == "recording"
-    actions = box.handle(Tick(end + 0.004))          # the first tick past the last bar line
+    actions = box.handle(Tick(end + 0.004))  # the first tick past the last bar line
     assert names(actions) == ["stop_metronome", "set_led", "save_take"]
     assert box.state == "idle"
     assert box.take.n_steps == 8 * 16
@@ -460,16 +502,20 @@ def test_recording_stops_by_itself_after_max_bars():
 def test_one_late_tick_can_cross_the_count_in_and_the_end():
     box = Appliance(GENRES, tempo_bpm=100, max_bars=1)
     box.handle(Button("record", t=0.0))
-    assert box.handle(NoteOn(60, 90, 2.35)) == []    # just before bar 0: it counts as step 0
-    assert box.handle(Tick(10.0)) == [led("rec", "on"), STOP_METRONOME, led("rec", "off"),
-                                      Action("save_take", {"take": box.take})]
+    assert box.handle(NoteOn(60, 90, 2.35)) == []  # just before bar 0: it counts as step 0
+    assert box.handle(Tick(10.0)) == [
+        led("rec", "on"),
+        STOP_METRONOME,
+        led("rec", "off"),
+        Action("save_take", {"take": box.take}),
+    ]
     assert box.take.notes == [Note(60, 0, 16, 90)]
 
 
 def test_any_timed_event_moves_the_clock():
     box = Appliance(GENRES, tempo_bpm=100)
     box.handle(Button("record", t=0.0))
-    assert box.handle(NoteOn(60, 90, 2.5)) == [led("rec", "on")]    # no Tick in between
+    assert box.handle(NoteOn(60, 90, 2.5)) == [led("rec", "on")]  # no Tick in between
     assert box.state == "recording"
     assert names(box.handle(Button("record", t=3.0))) == ["stop_metronome", "set_led", "save_take"]
     assert box.take.notes == [Note(60, 1, 4, 90)]
@@ -478,13 +524,13 @@ def test_any_timed_event_moves_the_clock():
 def test_an_unstamped_press_happens_now_not_in_the_past():
     box = Appliance(GENRES, tempo_bpm=100)
     box.handle(Tick(1000.0))
-    actions = box.handle(Button("record"))           # t=0.0, e.g. from the control socket
+    actions = box.handle(Button("record"))  # t=0.0, e.g. from the control socket
     assert actions[-1].args["t0"] == 1000.0
     assert box.recorder.record_t == pytest.approx(1002.4)
     box.handle(Tick(1002.4))
     box.handle(NoteOn(60, 90, 1002.4))
     assert names(box.handle(Button("record"))) == ["stop_metronome", "set_led", "save_take"]
-    assert box.take.notes == [Note(60, 0, 1, 90)]    # ended "now" (held), not before bar 0
+    assert box.take.notes == [Note(60, 0, 1, 90)]  # ended "now" (held), not before bar 0
 
 
 def test_an_empty_take_keeps_the_previous_one():
@@ -503,12 +549,12 @@ def test_an_empty_take_keeps_the_previous_one():
 def test_a_take_with_stray_notes_says_so():
     box = Appliance(GENRES, tempo_bpm=100)
     box.handle(Button("record", t=0.0))
-    box.handle(NoteOn(55, 90, 1.0))                 # in the count-in
+    box.handle(NoteOn(55, 90, 1.0))  # in the count-in
     box.handle(Tick(2.4))
-    box.handle(NoteOff(50, 2.5))                    # never struck
+    box.handle(NoteOff(50, 2.5))  # never struck
     box.handle(NoteOff(55, 2.6))
     box.handle(NoteOn(60, 90, 2.7))
-    actions = box.handle(Button("record", t=4.0))   # 60 still held: ends here
+    actions = box.handle(Button("record", t=4.0))  # 60 still held: ends here
     assert actions[-1] == log("take=recorded notes=1 dropped=1 orphan_offs=1")
     assert box.take.notes == [Note(60, 2, 11, 90)]
 
@@ -520,11 +566,12 @@ def test_generation_failure_while_idle_goes_back_to_idle():
     box.handle(Button("record", t=3.0))
     box.handle(Button("generate", t=4.0))
     assert box.handle(GenerationDone("chorale", 0, None, error="bad model")) == [
-        led("busy", "off"), log("generation=failed genre=chorale seed=0 error='bad model'")]
+        led("busy", "off"),
+        log("generation=failed genre=chorale seed=0 error='bad model'"),
+    ]
     assert box.state == "idle" and box.composition is None
     # Nothing to play: PLAY/STOP still stops, releasing any stuck note.
-    assert box.handle(Button("play", t=5.0)) == [log("play=ignored reason=nothing_to_play"),
-                                                 STOP]
+    assert box.handle(Button("play", t=5.0)) == [log("play=ignored reason=nothing_to_play"), STOP]
     # It may be tried again, with the next seed.
     assert box.handle(Button("generate", t=6.0))[1].args["seed"] == 1
 
@@ -532,14 +579,15 @@ def test_generation_failure_while_idle_goes_back_to_idle():
 def test_generation_failure_while_playing_keeps_the_old_loop():
     w = world("playing+generating")
     actions = w.box.handle(GenerationDone("chorale", 1, None, error="out of memory"))
-    assert names(actions) == ["set_led", "log"]     # no stop, no switch
+    assert names(actions) == ["set_led", "log"]  # no stop, no switch
     assert w.box.state == "playing" and w.box.composition is w.old
 
 
 def test_a_result_without_a_composition_is_a_failure():
     w = world("generating")
     assert w.box.handle(GenerationDone("chorale", 1, None))[-1] == log(
-        "generation=failed genre=chorale seed=1 error='no composition'")
+        "generation=failed genre=chorale seed=1 error='no composition'"
+    )
     assert w.box.state == "idle"
 
 
@@ -548,7 +596,8 @@ def test_generate_while_generating_is_refused_and_counted():
     box = w.box
     for n in range(1, 5):
         assert box.handle(Button("generate", t=21.0 + n)) == [
-            log(f"generate=refused reason=busy refused={n}")]
+            log(f"generate=refused reason=busy refused={n}")
+        ]
     assert box.generating == ("chorale", 1) and box.refused_generates == 4
     box.handle(GenerationDone("chorale", 1, w.new))
     assert names(box.handle(Button("generate", t=30.0))) == ["set_led", "start_generation"]
@@ -570,7 +619,8 @@ def test_without_any_genre_installed():
     box.handle(NoteOn(60, 90, 3.5))
     box.handle(Button("record", t=4.0))
     assert box.handle(Button("generate", t=5.0)) == [
-        log("generate=ignored reason=no_genre_installed")]
+        log("generate=ignored reason=no_genre_installed")
+    ]
     assert box.state == "idle"
 
 
@@ -582,40 +632,52 @@ def test_one_genre_installed_genre_does_nothing():
 def test_genre_changed_during_a_generation_regenerates_in_the_shown_genre():
     w = world("generating")
     box = w.box
-    box.handle(Button("genre", t=21.0))              # jazz
-    box.handle(Button("genre", t=21.1))              # rock: what the LEDs show now
+    box.handle(Button("genre", t=21.0))  # jazz
+    box.handle(Button("genre", t=21.1))  # rock: what the LEDs show now
     assert box.handle(GenerationDone("chorale", 1, w.new)) == [
         log("generation=discarded genre=chorale seed=1 reason=genre_changed"),
-        Action("start_generation", {"genre": "rock", "seed": 2, "take": w.take, "bpm": 100})]
-    assert box.state == "generating" and box.composition is w.old   # BUSY stays on
+        Action("start_generation", {"genre": "rock", "seed": 2, "take": w.take, "bpm": 100}),
+    ]
+    assert box.state == "generating" and box.composition is w.old  # BUSY stays on
     rock = comp(50)
     assert names(box.handle(GenerationDone("rock", 2, rock))) == [
-        "set_led", "start_playback", "set_led", "save_composition"]
+        "set_led",
+        "start_playback",
+        "set_led",
+        "save_composition",
+    ]
     assert box.state == "playing" and box.composition is rock
 
 
 def test_genre_cycled_back_during_a_generation_keeps_the_result():
     w = world("playing+generating")
-    w.box.handle(Button("genre", t=21.0))            # jazz
-    w.box.handle(Button("genre", "long", t=21.1))    # back to chorale
+    w.box.handle(Button("genre", t=21.0))  # jazz
+    w.box.handle(Button("genre", "long", t=21.1))  # back to chorale
     assert names(w.box.handle(GenerationDone("chorale", 1, w.new))) == [
-        "set_led", "queue_switch", "save_composition"]
+        "set_led",
+        "queue_switch",
+        "save_composition",
+    ]
 
 
 def test_rapid_genre_presses_while_playing_end_in_the_last_genre():
     w = world("playing")
     box = w.box
     starts = []
-    for i in range(5):                               # jazz rock chorale jazz rock
-        starts += [a for a in box.handle(Button("genre", t=21.0 + i / 20))
-                   if a.name == "start_generation"]
-    assert [a.args["genre"] for a in starts] == ["jazz"]        # one at a time
+    for i in range(5):  # jazz rock chorale jazz rock
+        starts += [
+            a for a in box.handle(Button("genre", t=21.0 + i / 20)) if a.name == "start_generation"
+        ]
+    assert [a.args["genre"] for a in starts] == ["jazz"]  # one at a time
     assert box.genre == "rock"
     again = box.handle(GenerationDone("jazz", 1, w.new))
     assert [a.args["genre"] for a in again if a.name == "start_generation"] == ["rock"]
     rock = comp(40)
     assert names(box.handle(GenerationDone("rock", 2, rock))) == [
-        "set_led", "queue_switch", "save_composition"]
+        "set_led",
+        "queue_switch",
+        "save_composition",
+    ]
     assert box.state == "playing"
 
 
@@ -624,10 +686,14 @@ def test_stop_during_a_generation_means_it_will_not_start_by_itself():
     w.box.handle(Button("play", t=21.0))
     assert w.box.state == "generating"
     assert names(w.box.handle(GenerationDone("chorale", 1, w.new))) == [
-        "set_led", "save_composition"]
+        "set_led",
+        "save_composition",
+    ]
     assert w.box.state == "idle" and w.box.composition is w.new
     assert w.box.handle(Button("play", t=22.0)) == [
-        Action("start_playback", {"composition": w.new, "bpm": 100}), led("play", "on")]
+        Action("start_playback", {"composition": w.new, "bpm": 100}),
+        led("play", "on"),
+    ]
 
 
 def test_play_while_the_first_generation_runs_waits_for_it():
@@ -636,32 +702,40 @@ def test_play_while_the_first_generation_runs_waits_for_it():
     box.handle(NoteOn(60, 90, 2.5))
     box.handle(Button("record", t=3.0))
     box.handle(Button("generate", t=4.0))
-    box.handle(ControlChange(106, 127, t=4.1))       # the keyboard's STOP: no autoplay
+    box.handle(ControlChange(106, 127, t=4.1))  # the keyboard's STOP: no autoplay
     assert box.autoplay is False
     assert box.handle(Button("play", t=4.2)) == [log("play=waiting reason=generating")]
     assert box.autoplay is True
     first = comp(60)
     assert names(box.handle(GenerationDone("chorale", 0, first))) == [
-        "set_led", "start_playback", "set_led", "save_composition"]
+        "set_led",
+        "start_playback",
+        "set_led",
+        "save_composition",
+    ]
 
 
 def test_stale_and_duplicate_results_are_ignored():
     w = world("generating")
     assert w.box.handle(GenerationDone("chorale", 0, w.new)) == [
-        log("generation=stale genre=chorale seed=0")]
+        log("generation=stale genre=chorale seed=0")
+    ]
     assert w.box.state == "generating"
     w.box.handle(GenerationDone("chorale", 1, w.new))
     assert w.box.handle(GenerationDone("chorale", 1, w.new)) == STALE
     assert w.box.state == "playing"
 
 
-@pytest.mark.parametrize("start, button, presses, bpm, emitted", [
-    (100, "tempo_up", 3, 103, 3),
-    (100, "tempo_down", 3, 97, 3),
-    (238, "tempo_up", 5, 240, 2),      # clamped: nothing is sent past the limit
-    (41, "tempo_down", 5, 40, 1),
-    (300, "tempo_up", 1, 240, 0),      # a start value out of range is clamped too
-])
+@pytest.mark.parametrize(
+    "start, button, presses, bpm, emitted",
+    [
+        (100, "tempo_up", 3, 103, 3),
+        (100, "tempo_down", 3, 97, 3),
+        (238, "tempo_up", 5, 240, 2),  # clamped: nothing is sent past the limit
+        (41, "tempo_down", 5, 40, 1),
+        (300, "tempo_up", 1, 240, 0),  # a start value out of range is clamped too
+    ],
+)
 def test_tempo_steps_one_bpm_and_clamps(start, button, presses, bpm, emitted):
     box = Appliance(GENRES, tempo_bpm=start)
     actions = [a for i in range(presses) for a in box.handle(Button(button, "repeat", t=i))]
@@ -697,8 +771,12 @@ def test_rapid_play_presses_toggle_cleanly():
 def test_no_count_in():
     box = Appliance(GENRES, count_in_bars=0, metronome=False)
     assert box.handle(Button("record", t=5.0)) == [
-        led("rec", "on"), Action("start_metronome", {"bpm": 100, "t0": 5.0, "count_in_bars": 0,
-                                                      "through_recording": False})]
+        led("rec", "on"),
+        Action(
+            "start_metronome",
+            {"bpm": 100, "t0": 5.0, "count_in_bars": 0, "through_recording": False},
+        ),
+    ]
     assert box.state == "recording"
     box.handle(NoteOn(60, 90, 5.0))
     box.handle(Button("record", t=6.0))
@@ -711,7 +789,7 @@ def test_rhythm_assist_setting_reaches_the_take():
     box.handle(NoteOn(60, 90, 2.5))
     box.handle(Button("record", t=3.0))
     assert box.take.rhythm_assist is False
-    box.rhythm_assist = True                          # switched at run time: the next take
+    box.rhythm_assist = True  # switched at run time: the next take
     box.handle(Button("record", t=10.0))
     box.handle(NoteOn(60, 90, 12.5))
     box.handle(Button("record", t=13.0))
@@ -719,16 +797,28 @@ def test_rhythm_assist_setting_reaches_the_take():
 
 
 def test_from_config():
-    config = Config(player=PlayerConfig(tempo_bpm=120, rhythm_assist=False, metronome=False,
-                                  max_bars=4, count_in_bars=2, default_genre="rock"),
-                    keyboard=KeyboardConfig(cc_play=20, cc_stop=21, cc_record=22))
+    config = Config(
+        player=PlayerConfig(
+            tempo_bpm=120,
+            rhythm_assist=False,
+            metronome=False,
+            max_bars=4,
+            count_in_bars=2,
+            default_genre="rock",
+        ),
+        keyboard=KeyboardConfig(cc_play=20, cc_stop=21, cc_record=22),
+    )
     box = Appliance.from_config(config, GENRES, first_seed=7)
     assert (box.tempo_bpm, box.genre, box.rhythm_assist, box.next_seed) == (120, "rock", False, 7)
     actions = box.handle(ControlChange(22, 127, t=0.0))
-    assert actions[-1].args == {"bpm": 120, "t0": 0.0, "count_in_bars": 2,
-                                "through_recording": False}
+    assert actions[-1].args == {
+        "bpm": 120,
+        "t0": 0.0,
+        "count_in_bars": 2,
+        "through_recording": False,
+    }
     assert box.recorder.max_bars == 4 and box.recorder.record_t == pytest.approx(4.0)
-    assert box.handle(ControlChange(107, 127, t=0.1)) == []        # the default CC is not ours now
+    assert box.handle(ControlChange(107, 127, t=0.1)) == []  # the default CC is not ours now
     assert box.handle(ControlChange(21, 100, t=0.2)) == CANCEL
 
 
@@ -748,7 +838,8 @@ def test_unknown_buttons_and_kinds_only_log():
     box = Appliance(GENRES)
     assert box.handle(Button("shift")) == [log("button=shift result=ignored reason=unknown_button")]
     assert box.handle(Button("play", "double")) == [
-        log("button=play kind=double result=ignored reason=unknown_kind")]
+        log("button=play kind=double result=ignored reason=unknown_kind")
+    ]
     assert box.handle("not an event") == []
     assert box.state == "idle"
 
@@ -756,9 +847,18 @@ def test_unknown_buttons_and_kinds_only_log():
 def test_status():
     w = world("playing+generating")
     assert w.box.status() == {
-        "state": "playing+generating", "genre": "chorale", "genres": GENRES, "tempo_bpm": 100,
-        "rhythm_assist": True, "take_bars": 1, "take_notes": 1, "has_composition": True,
-        "generating": ["chorale", 1], "next_seed": 2, "refused_generates": 0}
+        "state": "playing+generating",
+        "genre": "chorale",
+        "genres": GENRES,
+        "tempo_bpm": 100,
+        "rhythm_assist": True,
+        "take_bars": 1,
+        "take_notes": 1,
+        "has_composition": True,
+        "generating": ["chorale", 1],
+        "next_seed": 2,
+        "refused_generates": 0,
+    }
 
 
 # --------------------------------------------------------------------------- random presses
@@ -780,8 +880,9 @@ def test_random_presses_keep_the_outputs_consistent():
             t += rng.choice([0.01, 0.05, 0.2, 0.7, 2.0])
             if job and t >= job[2]:
                 ok = rng.random() > 0.2
-                event = GenerationDone(job[0], job[1], comp(60) if ok else None,
-                                       "" if ok else "boom", t)
+                event = GenerationDone(
+                    job[0], job[1], comp(60) if ok else None, "" if ok else "boom", t
+                )
                 job = None
             elif rng.random() < 0.3:
                 event = Tick(t)

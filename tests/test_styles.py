@@ -16,12 +16,14 @@ pytest.importorskip("tensorflow")  # host modules (the windows import the model)
 from deepkeys.host.data import mma, multitrack
 from deepkeys.host.data.multitrack import MidiNote, grid_parts, line, role_of
 
-needs_mma = pytest.mark.skipif(shutil.which("mma") is None,
-                               reason="mma is not installed (make test installs it)")
+needs_mma = pytest.mark.skipif(
+    shutil.which("mma") is None, reason="mma is not installed (make test installs it)"
+)
 
 
-@pytest.mark.parametrize("name", ["data.multitrack", "data.mma", "evaluate", "data.windows",
-                                  "data.band", "data.sources"])
+@pytest.mark.parametrize(
+    "name", ["data.multitrack", "data.mma", "evaluate", "data.windows", "data.band", "data.sources"]
+)
 def test_host_docstring_examples(name):
     module = importlib.import_module(f"deepkeys.host.{name}")
     assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
@@ -29,7 +31,15 @@ def test_host_docstring_examples(name):
 
 def test_roles_follow_the_general_midi_families():
     assert [role_of(p, 0) for p in (0, 24, 16, 33, 48, 89, 105, 122)] == [
-        "comp", "comp", "comp", "bass", "pad", "pad", "comp", None]
+        "comp",
+        "comp",
+        "comp",
+        "bass",
+        "pad",
+        "pad",
+        "comp",
+        None,
+    ]
     assert role_of(33, 9) == "drums"  # channel 10 is drums whatever its program
 
 
@@ -48,8 +58,12 @@ def test_swung_eighths_land_on_the_straight_grid():
 
 
 def test_bass_voice_is_the_lowest_line_and_melody_the_highest():
-    notes = [MidiNote(48, 0, 1, 0, 33, "b"), MidiNote(55, 0, 2, 0, 33, "b"),
-             MidiNote(72, 0, 1, 0, 0, "m"), MidiNote(76, 1, 2, 0, 0, "m")]
+    notes = [
+        MidiNote(48, 0, 1, 0, 33, "b"),
+        MidiNote(55, 0, 2, 0, 33, "b"),
+        MidiNote(72, 0, 1, 0, 0, "m"),
+        MidiNote(76, 1, 2, 0, 0, "m"),
+    ]
     parts = grid_parts(notes, 8)
     assert line(parts["bass"])[0].tolist() == [48] * 4 + [55] * 4
     assert line(parts["bass"])[1].astype(int).tolist() == [1, 0, 0, 0, 1, 0, 0, 0]
@@ -66,8 +80,13 @@ def test_chords_are_read_from_the_four_voices():
     assert mma.chord_of(voices(65, 59, 55, 43)) == "G7"
     assert mma.chord_of(np.full((4, 8), REST)) is None
     # Two chords in a bar; a silent first bar (a pickup's) takes the chord after it.
-    bar = np.concatenate([np.full((4, 16), REST), np.concatenate(
-        [voices(67, 64, 60, 48), voices(67, 62, 59, 43)], axis=1)], axis=1)
+    bar = np.concatenate(
+        [
+            np.full((4, 16), REST),
+            np.concatenate([voices(67, 64, 60, 48), voices(67, 62, 59, 43)], axis=1),
+        ],
+        axis=1,
+    )
     assert mma.chord_progression(bar) == [["C", "C"], ["C", "G"]]
     assert mma.mma_line(["C", "G"]) == "C / G /"
     assert mma.mma_line(["F", "F"]) == "F / / /"
@@ -110,8 +129,17 @@ def test_windows_transpose_melody_and_pitched_parts_together():
     poly[:, 0, :, 60] = True
     drums = np.zeros((n, 1, steps, len(DRUM_CLASSES)), bool)
     drums[:, 0, ::4, 0] = True
-    w = Windows(melody, np.ones((n, steps), bool), bass, np.ones((n, 1, steps), bool), poly,
-                np.ones((n, 2, steps), bool), drums, ["a"] * n, np.zeros(n, np.int32))
+    w = Windows(
+        melody,
+        np.ones((n, steps), bool),
+        bass,
+        np.ones((n, 1, steps), bool),
+        poly,
+        np.ones((n, 2, steps), bool),
+        drums,
+        ["a"] * n,
+        np.zeros(n, np.int32),
+    )
     moved = w.transposed(np.random.default_rng(0), low=24, high=107)
     shift = moved.melody_pitch[:, 0] - 72
     assert (moved.mono_pitch[:, 0, 0] - 48 == shift).all()

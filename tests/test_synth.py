@@ -14,12 +14,10 @@ from deepkeys.device.soundfont import SOUNDFONT_ENV
 
 pytest.importorskip("fluidsynth", reason="pyfluidsynth (and libfluidsynth3) not installed")
 
-from deepkeys.device.adapters.synth import CONTROL, LIVE_CHANNEL, NOTE_ON, Synth  # noqa: E402
+from deepkeys.device.adapters.synth import CONTROL, LIVE_CHANNEL, NOTE_ON, Synth
 
 RATE = 48000
 ORGAN = 19  # GM church organ: holds its level while a key is down, so sustain is measurable
-
-
 
 
 @pytest.fixture
@@ -188,7 +186,11 @@ def test_handle_daemon_events_keeps_arrival_time(synth: Synth) -> None:
     assert not synth.handle(events.Button("play"))
     synth.render(128)
     assert [(e[0], e[4]) for e in synth.last_live] == [
-        (0x90, 12.5), (0xB0, 12.6), (0xE0, 12.7), (0x80, 12.8)]
+        (0x90, 12.5),
+        (0xB0, 12.6),
+        (0xE0, 12.7),
+        (0x80, 12.8),
+    ]
 
 
 def test_missing_soundfont_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,6 +213,7 @@ def test_bad_channel_is_refused(synth: Synth) -> None:
 def test_a_compositions_drums_on_channel_10_play_the_kit(synth):
     """Drum tracks carry no program change, as in a MIDI file: channel 10 must already
     hold the percussion kit, or the drums are silent (a bug the HIL suite caught)."""
+
     def hit(channel: int, note: int) -> np.ndarray:
         first = synth.render(256, [(0, NOTE_ON, channel, note, 110)]).copy()
         out = np.concatenate([first] + [synth.render(256).copy() for _ in range(20)])

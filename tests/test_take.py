@@ -21,7 +21,9 @@ def at(step: float, rec: TakeRecorder) -> float:
     return rec.record_t + step * STEP
 
 
-def play(rec: TakeRecorder, pitch: int, on_step: float, off_step: float, velocity: int = 80) -> None:
+def play(
+    rec: TakeRecorder, pitch: int, on_step: float, off_step: float, velocity: int = 80
+) -> None:
     rec.note_on(pitch, velocity, at(on_step, rec))
     rec.note_off(pitch, at(off_step, rec))
 
@@ -43,8 +45,18 @@ def test_recording_starts_after_the_count_in_and_ends_after_max_bars():
     assert rec.phase(rec.end_t) == "full"
 
 
-@pytest.mark.parametrize("t, bar", [(0.0, -1), (2.39, -1), (2.4, 0), (4.79, 0), (4.8, 1),
-                                    (2.4 + 7 * BAR + 0.1, 7), (2.4 + 8 * BAR, 8)])
+@pytest.mark.parametrize(
+    "t, bar",
+    [
+        (0.0, -1),
+        (2.39, -1),
+        (2.4, 0),
+        (4.79, 0),
+        (4.8, 1),
+        (2.4 + 7 * BAR + 0.1, 7),
+        (2.4 + 8 * BAR, 8),
+    ],
+)
 def test_bar_at(t, bar):
     assert rec_100().bar_at(t) == bar
 
@@ -57,14 +69,17 @@ def test_bad_arguments():
 
 
 # --------------------------------------------------------------------------- rhythm assist
-@pytest.mark.parametrize("played_on, played_off, start, end", [
-    (0.0, 2.0, 0, 2),     # on the grid
-    (0.3, 1.8, 0, 2),     # a little late, a little early: snap back
-    (3.6, 6.4, 4, 6),     # early onset, late release
-    (4.49, 4.51, 4, 5),   # a grace note: at least one step
-    (4.5, 5.2, 5, 6),     # exactly half way: the later step; then at least one step
-    (-0.4, 1.0, 0, 1),    # up to half a step early in the count-in still counts as step 0
-])
+@pytest.mark.parametrize(
+    "played_on, played_off, start, end",
+    [
+        (0.0, 2.0, 0, 2),  # on the grid
+        (0.3, 1.8, 0, 2),  # a little late, a little early: snap back
+        (3.6, 6.4, 4, 6),  # early onset, late release
+        (4.49, 4.51, 4, 5),  # a grace note: at least one step
+        (4.5, 5.2, 5, 6),  # exactly half way: the later step; then at least one step
+        (-0.4, 1.0, 0, 1),  # up to half a step early in the count-in still counts as step 0
+    ],
+)
 def test_onsets_and_ends_snap_to_the_nearest_16th(played_on, played_off, start, end):
     rec = rec_100()
     play(rec, 60, played_on, played_off)
@@ -81,7 +96,11 @@ def test_late_and_early_notes_of_a_phrase():
         rec.note_off(pitch, on + 0.5)  # released a bit before the next beat
     take = rec.stop(rec.record_t + BAR)
     assert [(n.pitch, n.start, n.end) for n in take.notes] == [
-        (60, 0, 4), (62, 4, 7), (64, 8, 12), (65, 12, 15)]
+        (60, 0, 4),
+        (62, 4, 7),
+        (64, 8, 12),
+        (65, 12, 15),
+    ]
     assert take.n_steps == 16
 
 
@@ -127,9 +146,9 @@ def test_feed_takes_events():
 # --------------------------------------------------------------------------- odd input
 def test_orphan_note_offs_are_ignored_and_counted():
     rec = rec_100()
-    rec.note_off(61, at(1, rec))           # never struck
+    rec.note_off(61, at(1, rec))  # never struck
     play(rec, 60, 0, 2)
-    rec.note_off(60, at(3, rec))           # a second off for the same note
+    rec.note_off(60, at(3, rec))  # a second off for the same note
     take = rec.stop(at(16, rec))
     assert take.notes == [Note(60, 0, 2, 80)]
     assert take.orphan_offs == 2
@@ -147,7 +166,7 @@ def test_held_notes_end_at_stop():
 
 def test_a_note_begun_in_the_count_in_is_dropped_and_counted():
     rec = rec_100()
-    rec.note_on(55, 80, rec.record_t - BEAT)     # a beat early
+    rec.note_on(55, 80, rec.record_t - BEAT)  # a beat early
     rec.note_off(55, at(2, rec))
     play(rec, 60, 4, 6)
     take = rec.stop(at(16, rec))
@@ -157,9 +176,9 @@ def test_a_note_begun_in_the_count_in_is_dropped_and_counted():
 
 def test_notes_before_the_count_in_or_after_the_end_are_not_seen():
     rec = rec_100(start=10.0, max_bars=1)
-    rec.note_on(50, 80, 9.0)                   # before RECORD
-    rec.note_off(50, 10.5)                     # so its off is an orphan
-    rec.note_on(52, 80, rec.end_t + 0.1)       # after max_bars
+    rec.note_on(50, 80, 9.0)  # before RECORD
+    rec.note_off(50, 10.5)  # so its off is an orphan
+    rec.note_on(52, 80, rec.end_t + 0.1)  # after max_bars
     play(rec, 60, 0, 4)
     take = rec.stop(rec.end_t + 1.0)
     assert take.notes == [Note(60, 0, 4, 80)]
@@ -179,10 +198,10 @@ def test_events_after_stop_are_ignored():
 def test_an_empty_take_is_none():
     assert rec_100().stop(10.0) is None
     rec = rec_100()
-    rec.note_off(60, at(1, rec))               # only an orphan
+    rec.note_off(60, at(1, rec))  # only an orphan
     assert rec.stop(at(16, rec)) is None
     rec = rec_100()
-    rec.note_on(60, 80, 0.5)                   # only a count-in note
+    rec.note_on(60, 80, 0.5)  # only a count-in note
     rec.note_off(60, 1.0)
     assert rec.stop(at(16, rec)) is None
 
@@ -194,15 +213,18 @@ def test_stopping_in_the_count_in_gives_nothing():
 
 
 # --------------------------------------------------------------------------- bars
-@pytest.mark.parametrize("stop_bars, last_on_step, bars", [
-    (4.0, 50, 4),     # stopped on the bar line
-    (4.3, 50, 4),     # a late press does not add an empty bar
-    (4.6, 50, 5),     # past half a bar: that bar was recorded
-    (3.7, 50, 4),     # a little early
-    (2.2, 50, 4),     # stopped early, but the last note is in bar 4
-    (0.2, 3, 1),      # at least one bar
-    (20.0, 3, 8),     # at most max_bars (stop is clamped to the end)
-])
+@pytest.mark.parametrize(
+    "stop_bars, last_on_step, bars",
+    [
+        (4.0, 50, 4),  # stopped on the bar line
+        (4.3, 50, 4),  # a late press does not add an empty bar
+        (4.6, 50, 5),  # past half a bar: that bar was recorded
+        (3.7, 50, 4),  # a little early
+        (2.2, 50, 4),  # stopped early, but the last note is in bar 4
+        (0.2, 3, 1),  # at least one bar
+        (20.0, 3, 8),  # at most max_bars (stop is clamped to the end)
+    ],
+)
 def test_the_take_lasts_whole_bars(stop_bars, last_on_step, bars):
     rec = rec_100()
     play(rec, 60, 0, 1)
@@ -216,7 +238,7 @@ def test_auto_stop_after_8_bars():
     rec = rec_100(start=0.0)
     assert rec.end_t == pytest.approx(2.4 + 8 * 2.4)
     rec.note_on(60, 80, at(0, rec))
-    rec.note_on(72, 80, at(8 * 16 - 2, rec))   # still held when the bars are full
+    rec.note_on(72, 80, at(8 * 16 - 2, rec))  # still held when the bars are full
     assert rec.phase(rec.end_t) == "full"
     take = rec.stop(rec.end_t)
     assert take.n_steps == 8 * 16
@@ -226,7 +248,7 @@ def test_auto_stop_after_8_bars():
 def test_a_note_that_snaps_past_the_last_bar_is_dropped():
     rec = rec_100(max_bars=1)
     play(rec, 60, 0, 4)
-    rec.note_on(62, 80, at(15.7, rec))         # rounds to step 16: outside 1 bar
+    rec.note_on(62, 80, at(15.7, rec))  # rounds to step 16: outside 1 bar
     take = rec.stop(rec.end_t)
     assert take.notes == [Note(60, 0, 4, 80)]
     assert take.dropped == 1
@@ -250,8 +272,11 @@ def test_without_rhythm_assist_the_take_keeps_its_own_timing():
     rec = rec_100(rhythm_assist=False)
     play(rec, 60, 0.3, 1.8, velocity=70)  # late and short of the grid
     take = rec.stop(at(16, rec))
-    ons = [(beat, note, velocity) for beat, status, _, note, velocity in take.performance_events()
-           if status == 0x90]
+    ons = [
+        (beat, note, velocity)
+        for beat, status, _, note, velocity in take.performance_events()
+        if status == 0x90
+    ]
     assert ons == [(pytest.approx(0.3 / 4), 60, 70)]  # a 16th is a quarter of a beat
     assert take.notes == [Note(60, 0, 2, 70)]  # the model still reads the grid
 

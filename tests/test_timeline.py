@@ -28,7 +28,9 @@ def test_swing_moves_the_off_beats_in_beats() -> None:
 
 def test_events_release_before_reattack() -> None:
     comp = Composition([Track("melody", 5, [Note(60, 0, 4), Note(60, 4, 8)])], 16, 60.0)
-    events = [(beat, NAMES[status], data1) for beat, status, _, data1, _ in composition_events(comp)]
+    events = [
+        (beat, NAMES[status], data1) for beat, status, _, data1, _ in composition_events(comp)
+    ]
     assert events == [
         (0.0, "program_change", 5),
         (0.0, "note_on", 60),
@@ -41,9 +43,14 @@ def test_events_release_before_reattack() -> None:
 
 
 def test_events_clamp_velocity_and_skip_empty_notes() -> None:
-    comp = Composition([Track("m", 0, [Note(60, 0, 4, 0), Note(62, 4, 4), Note(64, 4, 8, 300)])], 16, 120.0)
-    ons = [(note, velocity) for _, status, _, note, velocity in composition_events(comp)
-           if status == NOTE_ON]
+    comp = Composition(
+        [Track("m", 0, [Note(60, 0, 4, 0), Note(62, 4, 4), Note(64, 4, 8, 300)])], 16, 120.0
+    )
+    ons = [
+        (note, velocity)
+        for _, status, _, note, velocity in composition_events(comp)
+        if status == NOTE_ON
+    ]
     assert ons == [(60, 1), (64, 127)]
 
 
@@ -57,5 +64,3 @@ def test_a_pitch_midi_cannot_carry_is_refused() -> None:
     comp = Composition([Track("m", 0, [Note(128, 0, 4)])], 16, 120.0)
     with pytest.raises(ValueError, match=r"outside MIDI's 0\.\.127"):
         composition_events(comp)
-
-

@@ -24,8 +24,19 @@ from deepkeys.host.model import GeneratorConfig, TrainConfig  # noqa: E402
 from deepkeys.host.train import Trainer, read_log  # noqa: E402
 
 TINY = GeneratorConfig(widths=(16, 16, 16, 16), critic_widths=(8, 8, 8, 8), noise_dim=4)
-LOSS_KEYS = {"g_loss", "loss", "ce", "onset_bce", "g_adv", "d_loss", "val_loss", "val_in_key",
-             "val_consonance", "val_QN", "seconds"}
+LOSS_KEYS = {
+    "g_loss",
+    "loss",
+    "ce",
+    "onset_bce",
+    "g_adv",
+    "d_loss",
+    "val_loss",
+    "val_in_key",
+    "val_consonance",
+    "val_QN",
+    "seconds",
+}
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +91,16 @@ def test_stop_rule_ends_training_when_validation_stops_improving(tiny_data, tmp_
 
 def test_export_writes_an_int8_model_the_device_accepts(tiny_run, tiny_data, tmp_path):
     data = tiny_data["train"]
-    card = export(tiny_run, "chorale", tmp_path, calibration_set(data, TINY),
-                  melody_center=69, history=read_log(tiny_run / "log.jsonl"),
-                  extra_provenance={}, dataset="four chorales")
+    card = export(
+        tiny_run,
+        "chorale",
+        tmp_path,
+        calibration_set(data, TINY),
+        melody_center=69,
+        history=read_log(tiny_run / "log.jsonl"),
+        extra_provenance={},
+        dataset="four chorales",
+    )
     assert card.sha256 == sha256_of(tmp_path / "chorale.tflite")
     for name, spec in {**card.inputs, **card.outputs}.items():
         assert spec.shape[0] == 1, name  # batch fixed to 1
@@ -116,9 +134,10 @@ def test_evaluate_prints_the_quality_table_and_the_shipped_model_meets_the_bar(c
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = {cells[0]: dict(zip(header[1:], (float("nan") if c == "-" else float(c)
-                                            for c in cells[1:])))
-            for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[1:])}
+    rows = {
+        cells[0]: dict(zip(header[1:], (float("nan") if c == "-" else float(c) for c in cells[1:])))
+        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[1:])
+    }
     assert set(rows) == {"generated", "real", "shuffled"}
     gen, real, shuffled = rows["generated"], rows["real"], rows["shuffled"]
     for key in ("UPC", "QN", "polyphony"):

@@ -157,14 +157,27 @@ class AudioOutput:
         self._poller: Any = None  # select.poll over the PCM's descriptors
 
     @classmethod
-    def from_config(cls, cfg: Config, synth: Synth, sequencer: Any | None = None,
-                    device: str | None = None, **options: Any) -> AudioOutput:
+    def from_config(
+        cls,
+        cfg: Config,
+        synth: Synth,
+        sequencer: Any | None = None,
+        device: str | None = None,
+        **options: Any,
+    ) -> AudioOutput:
         """The configured device (or ``device``), its period and periods; paced where it
         :func:`never_blocks`. ``options`` go to the constructor (hooks, realtime...)."""
         a = cfg.audio
         device = device or a.device
-        return cls(synth, sequencer, device=device, periodsize=a.period, periods=a.periods,
-                   pace=never_blocks(device), **options)
+        return cls(
+            synth,
+            sequencer,
+            device=device,
+            periodsize=a.period,
+            periods=a.periods,
+            pace=never_blocks(device),
+            **options,
+        )
 
     # ---------------------------------------------------------------- control
     def start(self) -> AudioOutput:
@@ -274,7 +287,11 @@ class AudioOutput:
             self._poller.register(fd, mask)
         log.info(
             "audio device=%s rate=%d period=%d buffer=%d buffer_ms=%.2f",
-            self.device, self.rate, self.period, self.buffer, self.buffer / self.rate * 1e3,
+            self.device,
+            self.rate,
+            self.period,
+            self.buffer,
+            self.buffer / self.rate * 1e3,
         )
         return pcm
 
@@ -315,11 +332,12 @@ class AudioOutput:
                     info.sample, info.frames, info.t_start, info.t_rendered = sample, frames, t0, t1
                     info.live, info.events = synth.last_live, events
                     self.on_block(info)
-            except Exception as exc:  # noqa: BLE001 - the audio thread must not die silently
+            except Exception as exc:
                 self.errors += 1
                 if self.errors == 1 or self.errors % 1000 == 0:
-                    log.error("audio error=%s count=%d", type(exc).__name__, self.errors,
-                              exc_info=True)
+                    log.error(
+                        "audio error=%s count=%d", type(exc).__name__, self.errors, exc_info=True
+                    )
                 time.sleep(frames / self.rate)
 
     def _wait_for_room(self, frames: int) -> None:
@@ -379,7 +397,7 @@ class AudioOutput:
             log.warning("audio write_error=%s device=%s", str(exc).replace(" ", "_"), self.device)
         try:
             self._pcm.drop()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         if self._failures >= REOPEN_AFTER:
             time.sleep(0.5)  # a USB card unplugged: do not spin

@@ -93,9 +93,17 @@ class ControlServer:
     not know. "monitor" is the server's own command.
     """
 
-    def __init__(self, path: str | os.PathLike = DEFAULT_PATH, handler: Handler | None = None,
-                 *, mode: int = 0o660, max_line: int = MAX_LINE, max_clients: int = 16,
-                 subscriber_queue: int = 256, send_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike = DEFAULT_PATH,
+        handler: Handler | None = None,
+        *,
+        mode: int = 0o660,
+        max_line: int = MAX_LINE,
+        max_clients: int = 16,
+        subscriber_queue: int = 256,
+        send_timeout: float = 2.0,
+    ) -> None:
         self.path = Path(path)
         self.handler: Handler = handler if handler is not None else {}
         self.max_line = max_line
@@ -118,8 +126,9 @@ class ControlServer:
             self._sock.listen(8)
         except OSError as exc:
             self._sock.close()
-            raise UserError(f"cannot create the control socket {self.path}: {exc.strerror or exc}"
-                            ) from exc
+            raise UserError(
+                f"cannot create the control socket {self.path}: {exc.strerror or exc}"
+            ) from exc
         self._thread = threading.Thread(target=self._accept, name="control", daemon=True)
         self._thread.start()
         log.info(kv(event="control_listening", path=self.path, mode=oct(mode)))
@@ -200,8 +209,9 @@ class ControlServer:
                 _send_quietly(conn, {"ok": False, "error": "too many clients"})
                 conn.close()
                 continue
-            threading.Thread(target=self._serve, args=(conn,), name="control-conn",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._serve, args=(conn,), name="control-conn", daemon=True
+            ).start()
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -231,7 +241,7 @@ class ControlServer:
                             conn.sendall(_line(self._too_long()))
                         skipping, buf = True, b""
                     break
-                line, buf = buf[:end], buf[end + 1:]
+                line, buf = buf[:end], buf[end + 1 :]
                 if skipping:
                     skipping = False
                     continue
@@ -400,12 +410,14 @@ class ControlClient:
             raise UserError(f"deepkeys daemon is not running (no socket at {self.path})") from None
         except ConnectionRefusedError:
             sock.close()
-            raise UserError(f"deepkeys daemon is not running (stale socket at {self.path})"
-                            ) from None
+            raise UserError(
+                f"deepkeys daemon is not running (stale socket at {self.path})"
+            ) from None
         except PermissionError:
             sock.close()
-            raise UserError(f"no permission to use {self.path}"
-                            " (join its group, or use sudo)") from None
+            raise UserError(
+                f"no permission to use {self.path} (join its group, or use sudo)"
+            ) from None
         except OSError as exc:
             sock.close()
             raise UserError(f"cannot reach the deepkeys daemon at {self.path}: {exc}") from None

@@ -41,8 +41,8 @@ from functools import partial
 from importlib.metadata import entry_points
 from typing import Any
 
-from deepkeys.device.errors import UserError
 from deepkeys.device.config import ButtonPins, Config, LedPins, PanelConfig
+from deepkeys.device.errors import UserError
 from deepkeys.device.events import BUTTONS, Button
 from deepkeys.device.log import kv
 from deepkeys.device.worker import Worker
@@ -74,8 +74,10 @@ def make_pin_factory(name: str | None) -> Any:
             try:
                 return ep.load()()
             except Exception as exc:
-                raise UserError(f"GPIO pin factory {name!r} unavailable: {exc}"
-                                " (use pin factory 'mock' off the Pi)") from exc
+                raise UserError(
+                    f"GPIO pin factory {name!r} unavailable: {exc}"
+                    " (use pin factory 'mock' off the Pi)"
+                ) from exc
     names = ", ".join(sorted(ep.name for ep in group))
     raise UserError(f"unknown GPIO pin factory {name!r} (choose from {names})")
 
@@ -87,11 +89,11 @@ class _Key:
     name: str
     device: Any
     repeats: bool
-    raw: bool = False            # the last level seen, bounces and all
-    raw_at: float = 0.0          # when it last changed
-    stable: bool = False         # the debounced level
-    down_at: float = 0.0         # when the current press began
-    held: bool = False           # "long" or "repeat" fired: no "press" on release
+    raw: bool = False  # the last level seen, bounces and all
+    raw_at: float = 0.0  # when it last changed
+    stable: bool = False  # the debounced level
+    down_at: float = 0.0  # when the current press began
+    held: bool = False  # "long" or "repeat" fired: no "press" on release
     next_repeat: float = 0.0
 
 
@@ -103,18 +105,24 @@ class Panel(Worker):
     nothing runs by itself: call ``poll(now)`` (tests drive a fake clock this way).
     """
 
-    def __init__(self, events: queue.Queue, *,
-                 buttons: Mapping[str, int] = BUTTON_PINS,
-                 leds: Mapping[str, int] = LED_PINS,
-                 genre_leds: Sequence[int] = (),
-                 pin_factory: str | Any | None = None,
-                 pull_up: bool = True,
-                 debounce_ms: float = _DEFAULTS.debounce_ms,
-                 long_press_ms: float = _DEFAULTS.long_press_ms,
-                 repeat_delay_ms: float = 400, repeat_ms: float = _DEFAULTS.repeat_ms,
-                 repeat_buttons: Sequence[str] = REPEAT_BUTTONS,
-                 poll_ms: float = 5, thread: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        events: queue.Queue,
+        *,
+        buttons: Mapping[str, int] = BUTTON_PINS,
+        leds: Mapping[str, int] = LED_PINS,
+        genre_leds: Sequence[int] = (),
+        pin_factory: str | Any | None = None,
+        pull_up: bool = True,
+        debounce_ms: float = _DEFAULTS.debounce_ms,
+        long_press_ms: float = _DEFAULTS.long_press_ms,
+        repeat_delay_ms: float = 400,
+        repeat_ms: float = _DEFAULTS.repeat_ms,
+        repeat_buttons: Sequence[str] = REPEAT_BUTTONS,
+        poll_ms: float = 5,
+        thread: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         # DigitalInputDevice, not gpiozero's Button: hold timing is ours, and Button's
         # hold thread would make close() wait up to its hold_time.
         from gpiozero import LED, DigitalInputDevice
@@ -135,8 +143,10 @@ class Panel(Worker):
 
         unknown = set(buttons) - set(BUTTONS)
         if unknown:
-            raise UserError(f"unknown panel button(s) {', '.join(sorted(unknown))}"
-                            f" (known: {', '.join(BUTTONS)})")
+            raise UserError(
+                f"unknown panel button(s) {', '.join(sorted(unknown))}"
+                f" (known: {', '.join(BUTTONS)})"
+            )
         led_pins = dict(leds) | {f"genre{i}": pin for i, pin in enumerate(genre_leds)}
         self.pins: dict[str, int] = dict(buttons) | led_pins  # every button and LED by name
         seen: dict[int, str] = {}
@@ -151,8 +161,9 @@ class Panel(Worker):
         self.pin_factory: Any = make_pin_factory(pin_factory) if self._own_factory else pin_factory
         try:
             for name, pin in buttons.items():
-                device = DigitalInputDevice(pin, pull_up=pull_up, bounce_time=None,
-                                            pin_factory=self.pin_factory)
+                device = DigitalInputDevice(
+                    pin, pull_up=pull_up, bounce_time=None, pin_factory=self.pin_factory
+                )
                 key = _Key(name, device, name in repeat_buttons)
                 # A button already down at start (or shorted) stays silent until released.
                 key.raw = key.stable = key.held = device.is_active
@@ -175,16 +186,28 @@ class Panel(Worker):
             self._thread.start()
 
     @classmethod
-    def from_config(cls, cfg: Config, events: queue.Queue, *,
-                    pin_factory: str | Any | None = None, **options: Any) -> Panel:
+    def from_config(
+        cls,
+        cfg: Config,
+        events: queue.Queue,
+        *,
+        pin_factory: str | Any | None = None,
+        **options: Any,
+    ) -> Panel:
         """The configured pins, factory and timing. ``pin_factory`` (a name or a gpiozero
         factory object) replaces the configured factory; ``options`` go to the constructor."""
         p = cfg.panel
-        return cls(events, buttons=dataclasses.asdict(p.buttons), leds=dataclasses.asdict(p.leds),
-                   genre_leds=p.genre_leds,
-                   pin_factory=p.gpiozero_factory if pin_factory is None else pin_factory,
-                   debounce_ms=p.debounce_ms, long_press_ms=p.long_press_ms,
-                   repeat_ms=p.repeat_ms, **options)
+        return cls(
+            events,
+            buttons=dataclasses.asdict(p.buttons),
+            leds=dataclasses.asdict(p.leds),
+            genre_leds=p.genre_leds,
+            pin_factory=p.gpiozero_factory if pin_factory is None else pin_factory,
+            debounce_ms=p.debounce_ms,
+            long_press_ms=p.long_press_ms,
+            repeat_ms=p.repeat_ms,
+            **options,
+        )
 
     # --- lifetime: close() (``Worker``) stops the thread, then this turns the LEDs off
     # and releases every pin
@@ -265,8 +288,7 @@ class Panel(Worker):
                 log.error(kv(event="panel_poll_failed", error=exc))
 
     # --- LEDs
-    def set_led(self, name: str, mode: str, on_time: float = 0.25,
-                off_time: float = 0.25) -> None:
+    def set_led(self, name: str, mode: str, on_time: float = 0.25, off_time: float = 0.25) -> None:
         """``mode`` is "on", "off" or "blink" (with ``on_time``/``off_time`` seconds).
 
         Setting the same mode again does nothing, so a blink does not restart.

@@ -132,12 +132,18 @@ class Synth:
     def from_config(cls, cfg: Config, **options: Any) -> Synth:
         """The configured SoundFont, rate, gain and live instrument; ``options`` (polyphony,
         reverb...) go to the constructor."""
-        return cls(cfg.audio.soundfont, rate=cfg.audio.rate, gain=cfg.synth.gain,
-                   live_program=cfg.synth.live_program, **options)
+        return cls(
+            cfg.audio.soundfont,
+            rate=cfg.audio.rate,
+            gain=cfg.synth.gain,
+            live_program=cfg.synth.live_program,
+            **options,
+        )
 
     # ---------------------------------------------------------------- MIDI side
-    def send(self, status: int, channel: int, data1: int = 0, data2: int = 0,
-             t: float | None = None) -> None:
+    def send(
+        self, status: int, channel: int, data1: int = 0, data2: int = 0, t: float | None = None
+    ) -> None:
         """Queue one channel message; it sounds at the start of the next block.
 
         ``t`` is when the message arrived (``time.monotonic()``), kept for latency
@@ -148,16 +154,18 @@ class Synth:
         # deque.append is atomic in CPython: no lock between threads.
         self._queue.append((status, channel, data1, data2, time.monotonic() if t is None else t))
 
-    def noteon(self, note: int, velocity: int, channel: int = LIVE_CHANNEL,
-               t: float | None = None) -> None:
+    def noteon(
+        self, note: int, velocity: int, channel: int = LIVE_CHANNEL, t: float | None = None
+    ) -> None:
         """Start a note (velocity 0 is a note-off, as in MIDI)."""
         self.send(NOTE_ON, channel, _clamp(note, 0, 127), _clamp(velocity, 0, 127), t)
 
     def noteoff(self, note: int, channel: int = LIVE_CHANNEL, t: float | None = None) -> None:
         self.send(NOTE_OFF, channel, _clamp(note, 0, 127), 0, t)
 
-    def cc(self, control: int, value: int, channel: int = LIVE_CHANNEL,
-           t: float | None = None) -> None:
+    def cc(
+        self, control: int, value: int, channel: int = LIVE_CHANNEL, t: float | None = None
+    ) -> None:
         """A control change: 64 is the sustain pedal, 7 volume, 1 modulation..."""
         self.send(CONTROL, channel, _clamp(control, 0, 127), _clamp(value, 0, 127), t)
 
@@ -166,8 +174,9 @@ class Synth:
         (FluidSynth's default range is +-2 semitones)."""
         self.send(BEND, channel, _clamp(value, -8192, 8191), 0, t)
 
-    def program_change(self, program: int, channel: int = LIVE_CHANNEL,
-                       t: float | None = None) -> None:
+    def program_change(
+        self, program: int, channel: int = LIVE_CHANNEL, t: float | None = None
+    ) -> None:
         """Select a General MIDI program (0..127) on the channel."""
         self.send(PROGRAM, channel, _clamp(program, 0, 127), 0, t)
 

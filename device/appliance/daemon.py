@@ -35,14 +35,15 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from deepkeys.device.adapters import notify
+from deepkeys.device.adapters.control import ControlServer, event_dict
+from deepkeys.device.appliance.keypath import KeyPath
 from deepkeys.device.atomic import atomic_write_bytes
 from deepkeys.device.config import Config
-from deepkeys.device.adapters.control import ControlServer, event_dict
 from deepkeys.device.encoding import STEPS_PER_BAR, STEPS_PER_BEAT, Composition, Track
 from deepkeys.device.errors import UserError, one_line
 from deepkeys.device.events import (
@@ -53,9 +54,8 @@ from deepkeys.device.events import (
     GenerationDone,
     Tick,
 )
-from deepkeys.device.log import kv
-from deepkeys.device.appliance.keypath import KeyPath
 from deepkeys.device.generation.library import genres_in
+from deepkeys.device.log import kv
 
 if TYPE_CHECKING:
     from deepkeys.device.adapters.audio import AudioOutput, BlockInfo
@@ -102,8 +102,9 @@ class Daemon:
         self.events: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
         self.counts: Counter[str] = Counter()
         self.generators: dict[str, Generator] = {}
-        self.keys = KeyPath(cfg, self.events, is_transport=self._is_transport,
-                            on_block=self._on_block)
+        self.keys = KeyPath(
+            cfg, self.events, is_transport=self._is_transport, on_block=self._on_block
+        )
         self.panel: Panel | None = None
         self.control: ControlServer | None = None
         self.box: Appliance | None = None
@@ -167,8 +168,14 @@ class Daemon:
         self._refresh_snapshot()
         box = self._need_box
         notify.ready(f"state={box.state} genre={box.genre or '-'}")
-        log.info(kv(event="ready", genres=",".join(self.generators) or "none",
-                    genre=box.genre or "none", seed=box.next_seed))
+        log.info(
+            kv(
+                event="ready",
+                genres=",".join(self.generators) or "none",
+                genre=box.genre or "none",
+                seed=box.next_seed,
+            )
+        )
 
     def _remove_partials(self) -> None:
         """A save cut short (power cut, SIGKILL) leaves a hidden .part file, never a half
@@ -184,8 +191,9 @@ class Daemon:
         if not self.generators:
             log.warning(kv(event="no_models", folders=",".join(map(str, self.cfg.paths.models))))
 
-    def _scan_models(self, current: dict[str, Generator]
-                     ) -> tuple[dict[str, Generator], dict[str, str]]:
+    def _scan_models(
+        self, current: dict[str, Generator]
+    ) -> tuple[dict[str, Generator], dict[str, str]]:
         """Load every genre in the model folders; returns (genre -> generator, errors).
 
         A genre whose card and model are unchanged keeps its loaded generator. One
@@ -201,8 +209,7 @@ class Daemon:
             old = current.get(genre)
             try:
                 card = load_card(card_file)
-                if old is not None and (old.card.path, old.card.sha256) == (card_file,
-                                                                             card.sha256):
+                if old is not None and (old.card.path, old.card.sha256) == (card_file, card.sha256):
                     loaded[genre] = old
                     continue
                 loaded[genre] = Generator(card)
@@ -211,11 +218,19 @@ class Daemon:
                 kept = old is not None
                 if old is not None:
                     loaded[genre] = old
-                log.error(kv(event="model_skipped", genre=genre, card=card_file,
-                             error=errors[genre], kept_previous=kept))
+                log.error(
+                    kv(
+                        event="model_skipped",
+                        genre=genre,
+                        card=card_file,
+                        error=errors[genre],
+                        kept_previous=kept,
+                    )
+                )
             else:
-                log.info(kv(event="model_loaded", genre=genre, card=card_file,
-                            sha256=card.sha256[:12]))
+                log.info(
+                    kv(event="model_loaded", genre=genre, card=card_file, sha256=card.sha256[:12])
+                )
         return loaded, errors
 
     def _start_audio(self) -> None:
@@ -244,17 +259,21 @@ class Daemon:
         first_seed = self.cfg.player.first_seed
         if first_seed < 0:
             first_seed = int(time.time()) % 1_000_000
-        box = self.box = Appliance.from_config(self.cfg, list(self.generators),
-                                               first_seed=first_seed)
+        box = self.box = Appliance.from_config(
+            self.cfg, list(self.generators), first_seed=first_seed
+        )
         for a in box.start():
             self._do(a)
 
     def _start_control(self) -> None:
-        self.control = ControlServer.from_config(self.cfg, {
-            "status": lambda request: self.snapshot,
-            "press": self._press,
-            "reload": self._reload,
-        })
+        self.control = ControlServer.from_config(
+            self.cfg,
+            {
+                "status": lambda request: self.snapshot,
+                "press": self._press,
+                "reload": self._reload,
+            },
+        )
 
     def stop(self) -> None:
         """Shut down in order: no new input, silence, audio off, saves finished. Safe twice."""
@@ -330,13 +349,15 @@ class Daemon:
 
     def _is_transport(self, event: Any) -> bool:
         k = self.cfg.keyboard
-        return isinstance(event, ControlChange) and event.control in (k.cc_play, k.cc_stop,
-                                                                       k.cc_record)
+        return isinstance(event, ControlChange) and event.control in (
+            k.cc_play,
+            k.cc_stop,
+            k.cc_record,
+        )
 
     def _do(self, a: Action) -> None:
         self.counts["actions"] += 1
-        self._publish({"action": a.name,
-                       **{k: v for k, v in a.args.items() if k not in BIG_ARGS}})
+        self._publish({"action": a.name, **{k: v for k, v in a.args.items() if k not in BIG_ARGS}})
         try:
             getattr(self, "do_" + a.name)(**a.args)
         except Exception:  # one failed action must not take the keys down with it
@@ -360,8 +381,9 @@ class Daemon:
     def do_set_tempo(self, bpm: float) -> None:
         self._need_seq.set_tempo(bpm)
 
-    def do_start_metronome(self, bpm: float, t0: float, count_in_bars: int,
-                           through_recording: bool) -> None:
+    def do_start_metronome(
+        self, bpm: float, t0: float, count_in_bars: int, through_recording: bool
+    ) -> None:
         self._need_seq.set_tempo(bpm)
         self._need_seq.metronome = through_recording
         self._need_seq.count_in(count_in_bars)
@@ -405,8 +427,15 @@ class Daemon:
             comp = compose(take, generator, seed=seed, tempo_bpm=bpm)
             done = GenerationDone(genre, seed, comp, t=time.monotonic())
             self.counts["generations"] += 1
-            log.info(kv(event="generated", genre=genre, seed=seed, groove=comp.groove or "-",
-                        ms=round((time.monotonic() - t0) * 1e3, 1)))
+            log.info(
+                kv(
+                    event="generated",
+                    genre=genre,
+                    seed=seed,
+                    groove=comp.groove or "-",
+                    ms=round((time.monotonic() - t0) * 1e3, 1),
+                )
+            )
         except Exception as exc:
             self.counts["generation_errors"] += 1
             done = GenerationDone(genre, seed, None, error=one_line(exc), t=time.monotonic())
@@ -420,7 +449,7 @@ class Daemon:
                 continue
 
     def _stamp(self) -> str:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return now.strftime("%Y%m%d-%H%M%S-") + f"{now.microsecond // 1000:03d}"
 
     def _save_take(self, take: Take) -> None:
@@ -433,37 +462,54 @@ class Daemon:
         from deepkeys.device.timeline import track_events
 
         if take.rhythm_assist:
-            grid = Composition([Track("melody", 0, list(take.notes))], take.n_steps,
-                               take.tempo_bpm)
+            grid = Composition([Track("melody", 0, list(take.notes))], take.n_steps, take.tempo_bpm)
             events = track_events(grid, 0)
         else:
             events = take.performance_events()
-        meta = {"kind": "take", "tempo": take.tempo_bpm, "bars": take.n_steps // STEPS_PER_BAR,
-                "notes": len(take.notes), "rhythm_assist": take.rhythm_assist,
-                "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        meta = {
+            "kind": "take",
+            "tempo": take.tempo_bpm,
+            "bars": take.n_steps // STEPS_PER_BAR,
+            "notes": len(take.notes),
+            "rhythm_assist": take.rhythm_assist,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         length = take.n_steps / STEPS_PER_BEAT
-        self._write_pair(self.cfg.paths.state_dir / "takes", f"take-{self._stamp()}",
-                         lambda path: write_timeline([("melody", events)], take.tempo_bpm,
-                                                     length, path), meta)
+        self._write_pair(
+            self.cfg.paths.state_dir / "takes",
+            f"take-{self._stamp()}",
+            lambda path: write_timeline([("melody", events)], take.tempo_bpm, length, path),
+            meta,
+        )
 
     def _save_composition(self, comp: Composition, genre: str, seed: int) -> None:
         """Save worker: .mid + .json in compositions/, then the publish command."""
         from deepkeys.device.generation.midifile import write_composition
 
         generator = self.generators.get(genre)
-        meta = {"kind": "composition", "genre": genre, "seed": seed, "groove": comp.groove,
-                "tempo": comp.tempo_bpm,
-                "bars": comp.n_steps // STEPS_PER_BAR, "tracks": [t.name for t in comp.tracks],
-                "model_sha256": generator.card.sha256 if generator else None,
-                "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        paths = self._write_pair(self.cfg.paths.state_dir / "compositions",
-                                 f"{self._stamp()}-{genre}-{seed}",
-                                 lambda path: write_composition(comp, path), meta)
+        meta = {
+            "kind": "composition",
+            "genre": genre,
+            "seed": seed,
+            "groove": comp.groove,
+            "tempo": comp.tempo_bpm,
+            "bars": comp.n_steps // STEPS_PER_BAR,
+            "tracks": [t.name for t in comp.tracks],
+            "model_sha256": generator.card.sha256 if generator else None,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        paths = self._write_pair(
+            self.cfg.paths.state_dir / "compositions",
+            f"{self._stamp()}-{genre}-{seed}",
+            lambda path: write_composition(comp, path),
+            meta,
+        )
         if paths is not None and self.cfg.publish.command:
             self._run_publish(*paths)
 
-    def _write_pair(self, folder: Path, stem: str, write_mid: Callable[[Path], None],
-                    meta: dict[str, Any]) -> tuple[Path, Path] | None:
+    def _write_pair(
+        self, folder: Path, stem: str, write_mid: Callable[[Path], None], meta: dict[str, Any]
+    ) -> tuple[Path, Path] | None:
         """MIDI first, then its sidecar, both atomic. A full disk is logged and counted."""
         mid, side = folder / f"{stem}.mid", folder / f"{stem}.json"
         try:
@@ -482,8 +528,9 @@ class Daemon:
     def _run_publish(self, mid: Path, side: Path) -> None:
         argv = self.cfg.publish.argv(mid, side)
         try:
-            result = subprocess.run(argv, capture_output=True, text=True,
-                                    timeout=PUBLISH_TIMEOUT_S, check=False)
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=PUBLISH_TIMEOUT_S, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             self.counts["publish_errors"] += 1
             log.error(kv(event="publish_failed", command=argv[0], error=one_line(exc)))
@@ -491,8 +538,9 @@ class Daemon:
         if result.returncode != 0:
             self.counts["publish_errors"] += 1
             tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
-            log.error(kv(event="publish_failed", command=argv[0], status=result.returncode,
-                         error=tail[0]))
+            log.error(
+                kv(event="publish_failed", command=argv[0], status=result.returncode, error=tail[0])
+            )
         else:
             log.info(kv(event="published", mid=mid))
 
@@ -510,14 +558,25 @@ class Daemon:
             except queue.Full:
                 raise UserError("the daemon is busy (event queue full); try again") from None
             if not swap.applied.wait(RELOAD_TIMEOUT_S):
-                raise UserError(f"the daemon did not apply the reload within "
-                                f"{RELOAD_TIMEOUT_S:g} s")
+                raise UserError(
+                    f"the daemon did not apply the reload within {RELOAD_TIMEOUT_S:g} s"
+                )
         changed = [g for g in generators if before.get(g) is not generators[g]]
-        log.info(kv(event="models_reloaded", genres=",".join(generators) or "none",
-                    changed=",".join(changed) or "none", errors=len(errors)))
-        return {"genres": list(generators), "changed": changed,
-                "removed": [g for g in before if g not in generators], "errors": errors,
-                "sha256": {g: gen.card.sha256 for g, gen in generators.items()}}
+        log.info(
+            kv(
+                event="models_reloaded",
+                genres=",".join(generators) or "none",
+                changed=",".join(changed) or "none",
+                errors=len(errors),
+            )
+        )
+        return {
+            "genres": list(generators),
+            "changed": changed,
+            "removed": [g for g in before if g not in generators],
+            "errors": errors,
+            "sha256": {g: gen.card.sha256 for g, gen in generators.items()},
+        }
 
     def _apply_reload(self, swap: _Reload) -> None:
         """Main loop: the new generators, and the GENRE button's new list."""
@@ -553,12 +612,19 @@ class Daemon:
             snap["midi"] = self.midi.stats()
         if self.audio is not None:
             s = self.audio.stats()
-            snap["audio"] = {"device": s.device, "rate": s.rate, "period": s.period,
-                             "buffer": s.buffer, "periods_written": s.periods_written,
-                             "underruns": s.underruns, "errors": s.errors,
-                             "realtime": s.realtime, "render_ms_mean": round(s.render_ms_mean, 3),
-                             "render_ms_p99": round(s.render_ms_p99, 3),
-                             "render_ms_max": round(s.render_ms_max, 3)}
+            snap["audio"] = {
+                "device": s.device,
+                "rate": s.rate,
+                "period": s.period,
+                "buffer": s.buffer,
+                "periods_written": s.periods_written,
+                "underruns": s.underruns,
+                "errors": s.errors,
+                "realtime": s.realtime,
+                "render_ms_mean": round(s.render_ms_mean, 3),
+                "render_ms_p99": round(s.render_ms_p99, 3),
+                "render_ms_max": round(s.render_ms_max, 3),
+            }
         if (seq := self.seq) is not None:
             snap["sequencer"] = {"state": seq.state, "tempo": seq.tempo, "loops": seq.loops}
         if (synth := self.synth) is not None:
@@ -568,10 +634,12 @@ class Daemon:
         except RuntimeError:
             samples = []
         if samples:
-            snap["latency_ms"] = {"n": len(samples),
-                                  "p50": round(samples[len(samples) // 2] * 1e3, 2),
-                                  "p99": round(samples[int(len(samples) * 0.99)] * 1e3, 2),
-                                  "max": round(samples[-1] * 1e3, 2)}
+            snap["latency_ms"] = {
+                "n": len(samples),
+                "p50": round(samples[len(samples) // 2] * 1e3, 2),
+                "p99": round(samples[int(len(samples) * 0.99)] * 1e3, 2),
+                "max": round(samples[-1] * 1e3, 2),
+            }
         if self.panel is not None:
             snap["leds"] = self.panel.leds
         snap["queue"] = self.events.qsize()

@@ -37,9 +37,14 @@ class KeyPath:
     audio thread after each block and must only append.
     """
 
-    def __init__(self, cfg: Config, events: queue.Queue, *,
-                 is_transport: Callable[[Any], bool] = lambda event: False,
-                 on_block: Callable[[BlockInfo], Any] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        events: queue.Queue,
+        *,
+        is_transport: Callable[[Any], bool] = lambda event: False,
+        on_block: Callable[[BlockInfo], Any] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.events = events
         self.is_transport = is_transport
@@ -53,16 +58,17 @@ class KeyPath:
         """The synth and the sequencer, playing through the configured ALSA device."""
         self.synth = Synth.from_config(self.cfg)
         self.seq = Sequencer(rate=self.cfg.audio.rate, tempo_bpm=self.cfg.player.tempo_bpm)
-        self.audio = AudioOutput.from_config(self.cfg, self.synth, self.seq,
-                                             on_block=self.on_block,
-                                             before_render=self._take_keys)
+        self.audio = AudioOutput.from_config(
+            self.cfg, self.synth, self.seq, on_block=self.on_block, before_render=self._take_keys
+        )
         self.audio.start()
 
     def start_midi(self) -> None:
         """The keyboards: every key to the synth at once, and to the main loop's queue."""
         limit = max(self.events.maxsize - QUEUE_HEADROOM, 1) if self.events.maxsize else 1024
-        self.midi = MidiInput.from_config(self.cfg, self.events, queue_limit=limit,
-                                          on_event=self._sound)
+        self.midi = MidiInput.from_config(
+            self.cfg, self.events, queue_limit=limit, on_event=self._sound
+        )
 
     def _sound(self, event: Any) -> None:
         """MIDI reader thread: play a key, pedal or bend now (the synth only queues it)."""

@@ -111,8 +111,12 @@ class Sequencer:
     the stream sample where that happens. It must not block: put it on a queue.
     """
 
-    def __init__(self, rate: int = 48000, tempo_bpm: float = 120.0,
-                 on_loop: Callable[[int, int], Any] | None = None) -> None:
+    def __init__(
+        self,
+        rate: int = 48000,
+        tempo_bpm: float = 120.0,
+        on_loop: Callable[[int, int], Any] | None = None,
+    ) -> None:
         if tempo_bpm <= 0:
             raise ValueError("tempo must be positive")
         self.rate = rate
@@ -173,7 +177,7 @@ class Sequencer:
 
     @property
     def state(self) -> str:
-        """"stopped", "count_in" or "playing"."""
+        """ "stopped", "count_in" or "playing"."""
         return self._state
 
     @property
@@ -236,7 +240,9 @@ class Sequencer:
                 sample = self._sample_at(self._next_click)
                 if sample >= limit and not flush:
                     break
-                note, velocity = CLICK_ACCENT if self._next_click % BEATS_PER_BAR == 0 else CLICK_BEAT
+                note, velocity = (
+                    CLICK_ACCENT if self._next_click % BEATS_PER_BAR == 0 else CLICK_BEAT
+                )
                 offset = max(min(sample, limit) - start, 0)
                 _insert(out, (offset, NOTE_ON, CLICK_CHANNEL, note, velocity))
                 self._next_click += 1
@@ -276,9 +282,9 @@ class Sequencer:
         elif kind == "stop":
             self._release(start)
             self._state, self._pattern, self._next = STOPPED, None, None
-        elif kind == "queue" and self._state == PLAYING and self._pattern is not None:
-            self._next = command[1]
-        elif kind == "queue" and self._state == COUNT_IN:
+        elif (kind == "queue" and self._state == PLAYING and self._pattern is not None) or (
+            kind == "queue" and self._state == COUNT_IN
+        ):
             self._next = command[1]
         elif kind in ("play", "queue"):
             self._release(start)

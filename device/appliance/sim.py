@@ -31,10 +31,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from deepkeys.device.config import Config, PathsConfig
 from deepkeys.device.appliance.daemon import Daemon
-from deepkeys.device.generation.library import genres_in
+from deepkeys.device.config import Config, PathsConfig
 from deepkeys.device.events import Button
+from deepkeys.device.generation.library import genres_in
 
 NOTE_HOLD_S = 0.3  # how long a key's note sounds after its last press (or auto-repeat)
 VELOCITY = 100
@@ -56,9 +56,11 @@ BUTTON_KEYS = {
     "=": ("tempo_up", "press"),
 }
 QUIT_KEYS = ("q", "Q", "\x1b")  # q or Escape
-HELP = ("keys: a w s e d f t g y h u j k o l p ; ' = piano (C..F)   z/x = octave -/+",
-        "      1 = GENRE (! = backwards)  2 = RECORD  3 = GENERATE  space = PLAY/STOP  "
-        "-/+ = tempo  q = quit")
+HELP = (
+    "keys: a w s e d f t g y h u j k o l p ; ' = piano (C..F)   z/x = octave -/+",
+    "      1 = GENRE (! = backwards)  2 = RECORD  3 = GENERATE  space = PLAY/STOP  "
+    "-/+ = tempo  q = quit",
+)
 
 
 class SimKeys:
@@ -93,7 +95,7 @@ class SimKeys:
             return [("button", name if kind == "press" else (name, kind))]
         if key in OCTAVE_KEYS:
             lowest = self.base + 12 * (self.octave + OCTAVE_KEYS[key])
-            if 0 <= lowest and lowest + len(PIANO_KEYS) - 1 <= 127:
+            if lowest >= 0 and lowest + len(PIANO_KEYS) - 1 <= 127:
                 self.octave += OCTAVE_KEYS[key]
             return [("octave", self.octave)]
         return []
@@ -107,8 +109,9 @@ class SimController:
     (the UI does, every few tens of ms): it sends the note-offs that are due.
     """
 
-    def __init__(self, daemon: Daemon, keys: SimKeys | None = None,
-                 hold_s: float = NOTE_HOLD_S) -> None:
+    def __init__(
+        self, daemon: Daemon, keys: SimKeys | None = None, hold_s: float = NOTE_HOLD_S
+    ) -> None:
         self.daemon = daemon
         self.keys = keys or SimKeys()
         self.hold_s = hold_s
@@ -173,9 +176,15 @@ def _led(state: str | None, now: float) -> str:
     return "( )"
 
 
-def render_screen(status: dict[str, Any], *, octave: int = 0, last: str = "",
-                  log_lines: list[str] | tuple[str, ...] = (), now: float | None = None,
-                  wav: str | None = None) -> list[str]:
+def render_screen(
+    status: dict[str, Any],
+    *,
+    octave: int = 0,
+    last: str = "",
+    log_lines: list[str] | tuple[str, ...] = (),
+    now: float | None = None,
+    wav: str | None = None,
+) -> list[str]:
     """The sim's screen as plain text lines, from a daemon status snapshot.
 
     >>> lines = render_screen({"state": "idle", "genre": "chorale", "genres": ["chorale"],
@@ -188,11 +197,15 @@ def render_screen(status: dict[str, Any], *, octave: int = 0, last: str = "",
     now = time.monotonic() if now is None else now
     leds = status.get("leds") or {}
     genres = status.get("genres") or []
-    lines = ["deepkeys sim" + (f"  (recording audio to {wav})" if wav else ""),
-             f"state: {status.get('state', '?')}    genre: {status.get('genre') or '-'}    "
-             f"tempo: {status.get('tempo_bpm', '?')} BPM",
-             "LEDs:  " + "   ".join(f"{name.upper()} {_led(leds.get(name), now)}"
-                                    for name in ("rec", "busy", "play"))]
+    lines = [
+        "deepkeys sim" + (f"  (recording audio to {wav})" if wav else ""),
+        f"state: {status.get('state', '?')}    genre: {status.get('genre') or '-'}    "
+        f"tempo: {status.get('tempo_bpm', '?')} BPM",
+        "LEDs:  "
+        + "   ".join(
+            f"{name.upper()} {_led(leds.get(name), now)}" for name in ("rec", "busy", "play")
+        ),
+    ]
     genre_leds = [(k, v) for k, v in leds.items() if re.fullmatch(r"genre\d+", k)]
     if genre_leds:
         parts = []
@@ -203,18 +216,21 @@ def render_screen(status: dict[str, Any], *, octave: int = 0, last: str = "",
         lines.append("genre: " + "   ".join(parts))
     seq = status.get("sequencer") or {}
     audio = status.get("audio") or {}
-    lines.append(f"take: {status.get('take_bars', 0)} bars, {status.get('take_notes', 0)} notes"
-                 f"    composition: {'yes' if status.get('has_composition') else 'no'}"
-                 f"    loop: {seq.get('state', '-')}    voices: {status.get('voices', 0)}")
+    lines.append(
+        f"take: {status.get('take_bars', 0)} bars, {status.get('take_notes', 0)} notes"
+        f"    composition: {'yes' if status.get('has_composition') else 'no'}"
+        f"    loop: {seq.get('state', '-')}    voices: {status.get('voices', 0)}"
+    )
     latency = status.get("latency_ms") or {}
-    lines.append(f"audio: {audio.get('device', '-')}    underruns: {audio.get('underruns', 0)}"
-                 + (f"    key-to-sound p50 {latency['p50']} ms" if latency else ""))
+    lines.append(
+        f"audio: {audio.get('device', '-')}    underruns: {audio.get('underruns', 0)}"
+        + (f"    key-to-sound p50 {latency['p50']} ms" if latency else "")
+    )
     lines.append(f"octave: {octave:+d}    last: {last or '-'}")
     lines += ["", *HELP]
     if log_lines:
         lines += ["", *log_lines]
     return lines
-
 
 
 def wav_device(path: str | os.PathLike[str]) -> str:
@@ -239,12 +255,15 @@ def sim_config(cfg: Config, wav: str | os.PathLike[str] | None = None) -> Config
     and, where the paths are the Pi's defaults, a state folder of the user's own."""
     if cfg.paths == PathsConfig():
         folder = sim_dir()
-        cfg = dataclasses.replace(cfg, paths=PathsConfig(state_dir=folder,
-                                                   socket=folder / "control.sock"))
+        cfg = dataclasses.replace(
+            cfg, paths=PathsConfig(state_dir=folder, socket=folder / "control.sock")
+        )
     panel = cfg.panel
     if not panel.genre_leds:  # mock pins cost nothing: show the genre on LEDs too
-        used = {*dataclasses.asdict(panel.buttons).values(),
-                *dataclasses.asdict(panel.leds).values()}
+        used = {
+            *dataclasses.asdict(panel.buttons).values(),
+            *dataclasses.asdict(panel.leds).values(),
+        }
         free = [p for p in range(28) if p not in used]
         n = min(len(genres_in(cfg.paths.models)), 8)
         panel = dataclasses.replace(panel, genre_leds=tuple(free[:n]))
@@ -268,7 +287,7 @@ class _Recent(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.lines.append(f"{record.levelname.lower()}: {record.getMessage()}")
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -309,8 +328,9 @@ def run_sim(cfg: Config, wav: str | None = None) -> int:
     return 0
 
 
-def _ui(stdscr: Any, daemon: Daemon, controller: SimController, recent: _Recent,
-        wav: str | None) -> None:
+def _ui(
+    stdscr: Any, daemon: Daemon, controller: SimController, recent: _Recent, wav: str | None
+) -> None:
     import curses
 
     curses.curs_set(0)
@@ -329,9 +349,14 @@ def _ui(stdscr: Any, daemon: Daemon, controller: SimController, recent: _Recent,
         controller.tick(now)
         if now - drawn >= REFRESH_S or key is not None:
             drawn = now
-            lines = render_screen(daemon.snapshot, octave=controller.keys.octave,
-                                  last=controller.last, log_lines=list(recent.lines), now=now,
-                                  wav=wav)
+            lines = render_screen(
+                daemon.snapshot,
+                octave=controller.keys.octave,
+                last=controller.last,
+                log_lines=list(recent.lines),
+                now=now,
+                wav=wav,
+            )
             stdscr.erase()
             height, width = stdscr.getmaxyx()
             for y, line in enumerate(lines[: height - 1]):

@@ -52,6 +52,7 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+from deepkeys.device.appliance.take import Take, TakeRecorder
 from deepkeys.device.config import TEMPO_MAX, TEMPO_MIN, Config
 from deepkeys.device.encoding import STEPS_PER_BAR, Composition
 from deepkeys.device.events import (
@@ -64,7 +65,6 @@ from deepkeys.device.events import (
     Tick,
     action,
 )
-from deepkeys.device.appliance.take import TakeRecorder, Take
 
 IDLE = "idle"
 COUNT_IN = "count_in"
@@ -85,10 +85,21 @@ class Appliance:
     so a session is reproducible, and "generate again" is always a new variation.
     """
 
-    def __init__(self, genres: Sequence[str] = (), *, tempo_bpm: int = 100,
-                 rhythm_assist: bool = True, metronome: bool = True, max_bars: int = 8,
-                 count_in_bars: int = 1, default_genre: str = "", cc_play: int = 105,
-                 cc_stop: int = 106, cc_record: int = 107, first_seed: int = 0) -> None:
+    def __init__(
+        self,
+        genres: Sequence[str] = (),
+        *,
+        tempo_bpm: int = 100,
+        rhythm_assist: bool = True,
+        metronome: bool = True,
+        max_bars: int = 8,
+        count_in_bars: int = 1,
+        default_genre: str = "",
+        cc_play: int = 105,
+        cc_stop: int = 106,
+        cc_record: int = 107,
+        first_seed: int = 0,
+    ) -> None:
         self.genres: list[str] = list(genres)
         self.genre = default_genre if default_genre in self.genres else self._first_genre()
         self.tempo_bpm = _clamp_tempo(tempo_bpm)
@@ -111,10 +122,19 @@ class Appliance:
     @classmethod
     def from_config(cls, config: Config, genres: Sequence[str], first_seed: int = 0) -> Appliance:
         p, k = config.player, config.keyboard
-        return cls(genres, tempo_bpm=p.tempo_bpm, rhythm_assist=p.rhythm_assist,
-                   metronome=p.metronome, max_bars=p.max_bars, count_in_bars=p.count_in_bars,
-                   default_genre=p.default_genre, cc_play=k.cc_play, cc_stop=k.cc_stop,
-                   cc_record=k.cc_record, first_seed=first_seed)
+        return cls(
+            genres,
+            tempo_bpm=p.tempo_bpm,
+            rhythm_assist=p.rhythm_assist,
+            metronome=p.metronome,
+            max_bars=p.max_bars,
+            count_in_bars=p.count_in_bars,
+            default_genre=p.default_genre,
+            cc_play=k.cc_play,
+            cc_stop=k.cc_stop,
+            cc_record=k.cc_record,
+            first_seed=first_seed,
+        )
 
     # --- what the outside sees --------------------------------------------------------
     @property
@@ -141,8 +161,13 @@ class Appliance:
 
     def start(self) -> list[Action]:
         """The actions that put the panel and the player in their initial state."""
-        return [_led("rec", "off"), _led("busy", "off"), _led("play", "off"),
-                self._show_genre(), action("set_tempo", bpm=self.tempo_bpm)]
+        return [
+            _led("rec", "off"),
+            _led("busy", "off"),
+            _led("play", "off"),
+            self._show_genre(),
+            action("set_tempo", bpm=self.tempo_bpm),
+        ]
 
     def set_genres(self, genres: Sequence[str]) -> list[Action]:
         """The installed genres changed (a model was deployed or removed)."""
@@ -231,8 +256,9 @@ class Appliance:
         if self._mode == RECORDING:
             return self._finish_take(t)
         actions = self._stop_loop() if self._mode == PLAYING else []
-        self.recorder = TakeRecorder(self.tempo_bpm, t, self.count_in_bars, self.max_bars,
-                                     self.rhythm_assist)
+        self.recorder = TakeRecorder(
+            self.tempo_bpm, t, self.count_in_bars, self.max_bars, self.rhythm_assist
+        )
         if self.count_in_bars:
             self._mode = COUNT_IN
             actions.append(_led("rec", "blink"))
@@ -240,9 +266,15 @@ class Appliance:
             self._mode = RECORDING
             actions.append(_led("rec", "on"))
         # Always sent, even with nothing to click: it also starts the bar clock from t0.
-        actions.append(action("start_metronome", bpm=self.tempo_bpm, t0=t,
-                              count_in_bars=self.count_in_bars,
-                              through_recording=self.metronome))
+        actions.append(
+            action(
+                "start_metronome",
+                bpm=self.tempo_bpm,
+                t0=t,
+                count_in_bars=self.count_in_bars,
+                through_recording=self.metronome,
+            )
+        )
         return actions
 
     def _cancel_count_in(self) -> list[Action]:
@@ -261,8 +293,14 @@ class Appliance:
         self.take = take
         actions.append(action("save_take", take=take))
         if take.dropped or take.orphan_offs:
-            actions.append(_log(take="recorded", notes=len(take.notes), dropped=take.dropped,
-                                orphan_offs=take.orphan_offs))
+            actions.append(
+                _log(
+                    take="recorded",
+                    notes=len(take.notes),
+                    dropped=take.dropped,
+                    orphan_offs=take.orphan_offs,
+                )
+            )
         return actions
 
     # --- GENERATE and GENRE -----------------------------------------------------------
@@ -287,8 +325,9 @@ class Appliance:
         seed = self.next_seed
         self.next_seed += 1
         self.generating = (self.genre, seed)
-        return action("start_generation", genre=self.genre, seed=seed, take=self.take,
-                      bpm=self.tempo_bpm)
+        return action(
+            "start_generation", genre=self.genre, seed=seed, take=self.take, bpm=self.tempo_bpm
+        )
 
     def _genre(self, direction: int) -> list[Action]:
         if not self.genres:
@@ -311,13 +350,23 @@ class Appliance:
         self.generating = None
         if done.genre != self.genre and self.genre and self.take is not None:
             # GENRE was pressed meanwhile: this result is for a genre no longer shown.
-            return [_log(generation="discarded", genre=done.genre, seed=done.seed,
-                         reason="genre_changed"), self._start_generation()]
+            return [
+                _log(
+                    generation="discarded", genre=done.genre, seed=done.seed, reason="genre_changed"
+                ),
+                self._start_generation(),
+            ]
         if done.error or done.composition is None:
             # Keep whatever was playing (or not); the old composition stays.
-            return [_led("busy", "off"),
-                    _log(generation="failed", genre=done.genre, seed=done.seed,
-                         error=done.error or "no composition")]
+            return [
+                _led("busy", "off"),
+                _log(
+                    generation="failed",
+                    genre=done.genre,
+                    seed=done.seed,
+                    error=done.error or "no composition",
+                ),
+            ]
         self.composition = done.composition
         actions = [_led("busy", "off")]
         if self._mode == PLAYING:
@@ -325,8 +374,11 @@ class Appliance:
         elif self._mode == IDLE and self.autoplay:
             actions += self._start_loop()
         # Saving is slow (files, publish); it comes after the music has started.
-        actions.append(action("save_composition", composition=done.composition,
-                              genre=done.genre, seed=done.seed))
+        actions.append(
+            action(
+                "save_composition", composition=done.composition, genre=done.genre, seed=done.seed
+            )
+        )
         return actions
 
     # --- PLAY/STOP --------------------------------------------------------------------
@@ -359,8 +411,10 @@ class Appliance:
 
     def _start_loop(self) -> list[Action]:
         self._mode = PLAYING
-        return [action("start_playback", composition=self.composition, bpm=self.tempo_bpm),
-                _led("play", "on")]
+        return [
+            action("start_playback", composition=self.composition, bpm=self.tempo_bpm),
+            _led("play", "on"),
+        ]
 
     def _stop_loop(self) -> list[Action]:
         self._mode = IDLE

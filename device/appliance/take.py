@@ -86,8 +86,14 @@ class Take(Melody):
 class TakeRecorder:
     """One take, from the first count-in click to stop."""
 
-    def __init__(self, tempo_bpm: float, start_t: float, count_in_bars: int = 1,
-                 max_bars: int = 8, rhythm_assist: bool = True) -> None:
+    def __init__(
+        self,
+        tempo_bpm: float,
+        start_t: float,
+        count_in_bars: int = 1,
+        max_bars: int = 8,
+        rhythm_assist: bool = True,
+    ) -> None:
         if tempo_bpm <= 0 or count_in_bars < 0 or max_bars < 1:
             raise ValueError("tempo_bpm must be > 0, count_in_bars >= 0 and max_bars >= 1")
         self.tempo_bpm = tempo_bpm
@@ -179,9 +185,16 @@ class TakeRecorder:
         by_notes = max(n.start for n in notes) // STEPS_PER_BAR + 1
         n_steps = min(max(by_time, by_notes, 1), self.max_bars) * STEPS_PER_BAR
         notes = [Note(n.pitch, n.start, min(n.end, n_steps), n.velocity) for n in notes]
-        return Take(top_line(notes, n_steps), n_steps, float(self.tempo_bpm), "take", raw=raw,
-                    rhythm_assist=self.rhythm_assist, dropped=dropped,
-                    orphan_offs=self.orphan_offs)
+        return Take(
+            top_line(notes, n_steps),
+            n_steps,
+            float(self.tempo_bpm),
+            "take",
+            raw=raw,
+            rhythm_assist=self.rhythm_assist,
+            dropped=dropped,
+            orphan_offs=self.orphan_offs,
+        )
 
     def _step(self, t: float) -> int:
         """The nearest 16th step to time ``t`` (step 0 = the start of bar 0)."""

@@ -34,8 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; its exit status, 2 for a user error, 130 for Ctrl-C."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="level=%(levelname)s logger=%(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="level=%(levelname)s logger=%(name)s %(message)s",
+    )
     try:
         return args.handler(args) or 0
     except UserError as exc:

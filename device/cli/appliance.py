@@ -30,15 +30,17 @@ def add_parsers(sub: Subcommands) -> None:
     p.add_argument("--long", action="store_true", help="a long press (GENRE: backwards)")
     _add_socket(p)
 
-    p = add_command(sub, "monitor", cmd_monitor,
-                    help="print the daemon's events live, until Ctrl-C")
+    p = add_command(
+        sub, "monitor", cmd_monitor, help="print the daemon's events live, until Ctrl-C"
+    )
     _add_socket(p)
 
     p = add_command(sub, "config", cmd_config, help="print the effective configuration")
     add_config(p)
 
-    p = add_command(sub, "sim", cmd_sim,
-                    help="the daemon on a desktop, played from the computer keyboard")
+    p = add_command(
+        sub, "sim", cmd_sim, help="the daemon on a desktop, played from the computer keyboard"
+    )
     add_config(p)
     p.add_argument("--wav", metavar="FILE", help="write the sound to this WAV file instead")
 

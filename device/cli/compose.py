@@ -15,8 +15,9 @@ from deepkeys.device.resources import BUNDLED_MELODIES
 
 
 def add_parsers(sub: Subcommands) -> None:
-    p = add_command(sub, "generate", cmd_generate,
-                    help="accompany a MIDI melody: writes .mid, .wav and .png")
+    p = add_command(
+        sub, "generate", cmd_generate, help="accompany a MIDI melody: writes .mid, .wav and .png"
+    )
     p.add_argument("input", type=Path, help="a MIDI file; its top line is the melody")
     p.add_argument("--genre", required=True)
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -26,8 +27,9 @@ def add_parsers(sub: Subcommands) -> None:
     p.add_argument("--no-wav", action="store_true", help="skip the audio rendering")
     add_models(p)
 
-    p = add_command(sub, "demo", cmd_demo,
-                    help="accompany the bundled melodies in every installed genre")
+    p = add_command(
+        sub, "demo", cmd_demo, help="accompany the bundled melodies in every installed genre"
+    )
     p.add_argument("--out", type=Path, default=Path("demo-out"))
     p.add_argument("--seed", type=int, default=0)
     add_models(p)
@@ -47,8 +49,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     generator = Generator.from_card(card_path(args.genre, args.models))
     if args.tempo is not None and not 20 <= args.tempo <= 300:
         raise UserError(f"--tempo {args.tempo:g} is outside 20..300 BPM")
-    comp = compose(melody, generator, seed=args.seed, tempo_bpm=args.tempo,
-                   temperature=args.temperature)
+    comp = compose(
+        melody, generator, seed=args.seed, tempo_bpm=args.tempo, temperature=args.temperature
+    )
     paths = write_files(comp, args.out, f"{args.input.stem}-{args.genre}", wav=not args.no_wav)
     for kind, path in paths.items():
         print(f"{kind}={path}")
@@ -71,8 +74,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for source in melodies:
             comp = compose(read_melody(source), generator, seed=args.seed)
             paths = write_files(comp, args.out, f"{source.stem}-{genre}")
-            print(f"genre={genre} melody={source.stem} " +
-                  " ".join(f"{k}={p}" for k, p in paths.items()))
+            print(
+                f"genre={genre} melody={source.stem} "
+                + " ".join(f"{k}={p}" for k, p in paths.items())
+            )
     print(f"deepkeys demo: {len(genres) * len(melodies)} compositions in {args.out.resolve()}")
     return 0
 

@@ -20,9 +20,13 @@ HOST_EXTRA_HINT = "pip install 'deepkeys[host]'"
 
 
 def add_parsers(sub: Subcommands) -> None:
-    p = add_command(sub, "train", run_host_command,
-                    help="[host] train a genre model (chorale, an MMA style, or "
-                         "your own MIDI files with --data)")
+    p = add_command(
+        sub,
+        "train",
+        run_host_command,
+        help="[host] train a genre model (chorale, an MMA style, or "
+        "your own MIDI files with --data)",
+    )
     p.add_argument("--genre", required=True)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
@@ -30,18 +34,27 @@ def add_parsers(sub: Subcommands) -> None:
     p.add_argument("--run-dir", type=Path, help="default: runs/<genre>")
     _add_data(p)
 
-    p = add_command(sub, "export", run_host_command,
-                    help="[host] int8 LiteRT model + card from a training run")
+    p = add_command(
+        sub, "export", run_host_command, help="[host] int8 LiteRT model + card from a training run"
+    )
     p.add_argument("--genre", required=True)
     p.add_argument("--run-dir", type=Path, help="default: runs/<genre>")
     p.add_argument("--out", type=Path, default=Path("models"))
     _add_data(p)
 
-    p = add_command(sub, "evaluate", run_host_command,
-                    help="[host] metrics on held-out data vs real and shuffled; "
-                         "several --genre also compare the genres")
-    p.add_argument("--genre", required=True, action="append",
-                   help="a genre to evaluate; repeat to tell genres apart")
+    p = add_command(
+        sub,
+        "evaluate",
+        run_host_command,
+        help="[host] metrics on held-out data vs real and shuffled; "
+        "several --genre also compare the genres",
+    )
+    p.add_argument(
+        "--genre",
+        required=True,
+        action="append",
+        help="a genre to evaluate; repeat to tell genres apart",
+    )
     _add_data(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, help="default: the card's")
@@ -49,18 +62,27 @@ def add_parsers(sub: Subcommands) -> None:
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, metavar="FOLDER",
-                   help="a folder of your own MIDI files (default: the genre's shipped recipe)")
-    p.add_argument("--melody-track", metavar="NAME",
-                   help="with --data: the melody track's name (default: the top monophonic line)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        metavar="FOLDER",
+        help="a folder of your own MIDI files (default: the genre's shipped recipe)",
+    )
+    p.add_argument(
+        "--melody-track",
+        metavar="NAME",
+        help="with --data: the melody track's name (default: the top monophonic line)",
+    )
 
 
 def run_host_command(args: argparse.Namespace) -> int:
     """Run ``deepkeys.host.commands.<command>``, or say which host libraries are missing."""
     missing = [m for m in ("tensorflow", "music21") if importlib.util.find_spec(m) is None]
     if missing:
-        raise UserError(f"'deepkeys {args.command}' runs on the workstation and needs "
-                        f"{', '.join(missing)}: {HOST_EXTRA_HINT}")
+        raise UserError(
+            f"'deepkeys {args.command}' runs on the workstation and needs "
+            f"{', '.join(missing)}: {HOST_EXTRA_HINT}"
+        )
     return getattr(host_commands(), args.command)(args) or 0
 
 

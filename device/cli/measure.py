@@ -17,54 +17,86 @@ from deepkeys.device.errors import UserError
 
 RIG_HINT = "pip install 'deepkeys[hil]' and apt install jackd2"
 #: Plain ``deepkeys bench``: every benchmark in this order; with --quick, these fewer runs.
-QUICK_RUNS = {"generate": ["--runs", "20"], "latency": ["--notes", "50"],
-              "synth": ["--seconds", "1"], "startup": ["--runs", "1"]}
+QUICK_RUNS = {
+    "generate": ["--runs", "20"],
+    "latency": ["--notes", "50"],
+    "synth": ["--seconds", "1"],
+    "startup": ["--runs", "1"],
+}
 
 
 def add_parsers(sub: Subcommands) -> None:
     _add_bench(sub)
-    p = add_command(sub, "hil", cmd_hil,
-                    help="[test rig] the hardware-in-the-loop suite, here or on a "
-                         "device over SSH; arguments after -- go to pytest")
+    p = add_command(
+        sub,
+        "hil",
+        cmd_hil,
+        help="[test rig] the hardware-in-the-loop suite, here or on a "
+        "device over SSH; arguments after -- go to pytest",
+    )
     p.add_argument("--target", metavar="ssh://USER@HOST", help="run it on this device")
     p.add_argument("-F", "--ssh-config", metavar="FILE", help="ssh_config for ssh -F")
-    p.add_argument("--remote-prefix", default="/opt/deepkeys", metavar="PATH",
-                   help="the device's deepkeys checkout (default: /opt/deepkeys)")
-    p.add_argument("--remote-python", metavar="PATH",
-                   help="the device's Python (default: PREFIX/.venv/bin/python)")
+    p.add_argument(
+        "--remote-prefix",
+        default="/opt/deepkeys",
+        metavar="PATH",
+        help="the device's deepkeys checkout (default: /opt/deepkeys)",
+    )
+    p.add_argument(
+        "--remote-python",
+        metavar="PATH",
+        help="the device's Python (default: PREFIX/.venv/bin/python)",
+    )
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS")
 
 
 def _add_bench(sub: Subcommands) -> None:
-    p = add_command(sub, "bench", cmd_bench_all,
-                    help="measure speed on this machine (no WHAT: all of them)")
-    p.add_argument("--quick", action="store_true",
-                   help="with no WHAT: fewer runs of each, for a smoke test")
+    p = add_command(
+        sub, "bench", cmd_bench_all, help="measure speed on this machine (no WHAT: all of them)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="with no WHAT: fewer runs of each, for a smoke test"
+    )
     bench = p.add_subparsers(dest="what", required=False, metavar="WHAT")
-    b = add_command(bench, "generate", cmd_bench_generate,
-                    help="one generation: int8 LiteRT vs float32 Keras")
+    b = add_command(
+        bench, "generate", cmd_bench_generate, help="one generation: int8 LiteRT vs float32 Keras"
+    )
     b.add_argument("--genre", default="chorale")
     b.add_argument("--runs", type=int, default=200)
     b.add_argument("--threads", type=int, default=1)
     add_models(b)
-    b = add_command(bench, "latency", cmd_bench_latency,
-                    help="key to audio through the synth and the audio thread")
+    b = add_command(
+        bench,
+        "latency",
+        cmd_bench_latency,
+        help="key to audio through the synth and the audio thread",
+    )
     b.add_argument("--notes", type=int, default=500)
     b.add_argument("--period", type=int, default=128, help="frames per ALSA period")
     b.add_argument("--device", default="null", help="ALSA PCM (default: null, paced)")
-    b = add_command(bench, "startup", cmd_bench_startup,
-                    help="start to READY and memory, as systemd starts it")
+    b = add_command(
+        bench, "startup", cmd_bench_startup, help="start to READY and memory, as systemd starts it"
+    )
     b.add_argument("--runs", type=int, default=5)
     b.add_argument("--config", help="default: a hardware-free config")
-    b = add_command(bench, "synth", cmd_bench_synth,
-                    help="synth headroom: simultaneous voices x real time")
+    b = add_command(
+        bench, "synth", cmd_bench_synth, help="synth headroom: simultaneous voices x real time"
+    )
     b.add_argument("--voices", type=int, default=32)
     b.add_argument("--seconds", type=float, default=10.0)
-    b = add_command(bench, "e2e", cmd_bench_e2e,
-                    help="[test rig] key into JACK -> onset in the captured audio,"
-                         " through the whole daemon")
-    b.add_argument("--period", type=int, action="append", metavar="FRAMES",
-                   help="JACK period, repeatable (default: 64 and 128)")
+    b = add_command(
+        bench,
+        "e2e",
+        cmd_bench_e2e,
+        help="[test rig] key into JACK -> onset in the captured audio, through the whole daemon",
+    )
+    b.add_argument(
+        "--period",
+        type=int,
+        action="append",
+        metavar="FRAMES",
+        help="JACK period, repeatable (default: 64 and 128)",
+    )
     b.add_argument("--notes", type=int, default=200)
     b.add_argument("--out", type=Path, help="also write the markdown table here")
 
@@ -85,8 +117,7 @@ def cmd_bench_generate(args: argparse.Namespace) -> int:
     """int8 LiteRT here; float32 Keras beside it where the host tools are installed."""
     from deepkeys.device.maintenance.bench import bench_generate
 
-    result = bench_generate(args.genre, runs=args.runs, threads=args.threads,
-                            models=args.models)
+    result = bench_generate(args.genre, runs=args.runs, threads=args.threads, models=args.models)
     if importlib.util.find_spec("tensorflow") is not None:
         host_commands().bench_float(result, runs=args.runs)
     else:
@@ -137,5 +168,10 @@ def cmd_hil(args: argparse.Namespace) -> int:
     from deepkeys.hil.target import run_hil
 
     pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-    return run_hil(pytest_args, args.target, prefix=args.remote_prefix,
-                   python=args.remote_python, ssh_config=args.ssh_config)
+    return run_hil(
+        pytest_args,
+        args.target,
+        prefix=args.remote_prefix,
+        python=args.remote_python,
+        ssh_config=args.ssh_config,
+    )

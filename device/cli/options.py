@@ -19,8 +19,9 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 
 
-def add_command(sub: Subcommands, name: str, handler: Handler,
-                help: str | None = None) -> argparse.ArgumentParser:
+def add_command(
+    sub: Subcommands, name: str, handler: Handler, help: str | None = None
+) -> argparse.ArgumentParser:
     """Add subcommand ``name``, run by ``handler``; without ``help`` it is left out of
     ``deepkeys --help`` (argparse lists a subcommand as soon as ``help`` is passed at all).
 
@@ -39,5 +40,8 @@ def add_models(p: argparse.ArgumentParser) -> None:
 
 
 def add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="PATH",
-                   help="config file (default: $DEEPKEYS_CONFIG or /etc/deepkeys/config.toml)")
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $DEEPKEYS_CONFIG or /etc/deepkeys/config.toml)",
+    )

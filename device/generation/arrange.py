@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepkeys.device.generation.card import ModelCard
 from deepkeys.device.encoding import STEPS_PER_BAR, STEPS_PER_BEAT, Composition, Melody, Note, Track
-from deepkeys.device.gm import DRUM_CHANNEL
+from deepkeys.device.generation.card import ModelCard
 from deepkeys.device.generation.generator import Generator
+from deepkeys.device.gm import DRUM_CHANNEL
 
 MELODY_CHANNEL = 0
 
@@ -34,23 +34,42 @@ def accent(step: int, base: int, amount: float) -> int:
     return int(np.clip(round(base * factor), 1, 127))
 
 
-def arrange(melody: Melody, parts: dict[str, list[Note]], card: ModelCard,
-            tempo_bpm: float | None = None, groove: str | None = None) -> Composition:
+def arrange(
+    melody: Melody,
+    parts: dict[str, list[Note]],
+    card: ModelCard,
+    tempo_bpm: float | None = None,
+    groove: str | None = None,
+) -> Composition:
     """Melody plus generated parts -> a composition, melody first; ``groove`` is recorded."""
     playback = card.playback
-    tracks = [Track("melody", playback.melody_program, list(melody.notes),
-                    channel=MELODY_CHANNEL)]
+    tracks = [Track("melody", playback.melody_program, list(melody.notes), channel=MELODY_CHANNEL)]
     for spec in card.tracks:
-        notes = [Note(n.pitch, n.start, n.end, accent(n.start, spec.velocity, playback.accent))
-                 for n in parts[spec.name]]
-        tracks.append(Track(spec.name, spec.program, notes, is_drum=spec.is_drum,
-                            channel=DRUM_CHANNEL if spec.is_drum else spec.channel))
-    return Composition(tracks, melody.n_steps, tempo_bpm or melody.tempo_bpm,
-                       swing=playback.swing, groove=groove)
+        notes = [
+            Note(n.pitch, n.start, n.end, accent(n.start, spec.velocity, playback.accent))
+            for n in parts[spec.name]
+        ]
+        tracks.append(
+            Track(
+                spec.name,
+                spec.program,
+                notes,
+                is_drum=spec.is_drum,
+                channel=DRUM_CHANNEL if spec.is_drum else spec.channel,
+            )
+        )
+    return Composition(
+        tracks, melody.n_steps, tempo_bpm or melody.tempo_bpm, swing=playback.swing, groove=groove
+    )
 
 
-def compose(melody: Melody, generator: Generator, seed: int = 0, tempo_bpm: float | None = None,
-            temperature: float | None = None) -> Composition:
+def compose(
+    melody: Melody,
+    generator: Generator,
+    seed: int = 0,
+    tempo_bpm: float | None = None,
+    temperature: float | None = None,
+) -> Composition:
     """Accompany ``melody`` with ``generator`` and arrange the result; one seed, one result."""
     made = generator.accompany(melody.notes, melody.n_steps, seed=seed, temperature=temperature)
     return arrange(melody, made.parts, generator.card, tempo_bpm, groove=made.groove)

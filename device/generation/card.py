@@ -40,8 +40,12 @@ class TensorSpec:
     zero_point: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"shape": list(self.shape), "dtype": "int8", "scale": self.scale,
-                "zero_point": self.zero_point}
+        return {
+            "shape": list(self.shape),
+            "dtype": "int8",
+            "scale": self.scale,
+            "zero_point": self.zero_point,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +64,16 @@ class TrackSpec:
     threshold: float = 0.5  # poly and drums: the probability at which a note or hit fires
 
     def to_json(self) -> dict[str, Any]:
-        out = {"name": self.name, "program": self.program, "channel": self.channel,
-               "kind": self.kind, "is_drum": self.is_drum, "output": self.output,
-               "onset_output": self.onset_output, "velocity": self.velocity}
+        out = {
+            "name": self.name,
+            "program": self.program,
+            "channel": self.channel,
+            "kind": self.kind,
+            "is_drum": self.is_drum,
+            "output": self.output,
+            "onset_output": self.onset_output,
+            "velocity": self.velocity,
+        }
         if self.drum_notes:
             out["drum_notes"] = list(self.drum_notes)
         if self.kind != "mono":
@@ -80,9 +91,14 @@ class Playback:
     accent: float = 0.15  # extra velocity share on downbeats
 
     def to_json(self) -> dict[str, Any]:
-        return {"tempo_bpm": self.tempo_bpm, "swing": self.swing,
-                "temperature": self.temperature, "melody_program": self.melody_program,
-                "melody_velocity": self.melody_velocity, "accent": self.accent}
+        return {
+            "tempo_bpm": self.tempo_bpm,
+            "swing": self.swing,
+            "temperature": self.temperature,
+            "melody_program": self.melody_program,
+            "melody_velocity": self.melody_velocity,
+            "accent": self.accent,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +191,9 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
     shapes = raw["shapes"]
     inputs = {k: _tensor(k, v) for k, v in shapes["inputs"].items()}
     outputs = {k: _tensor(k, v) for k, v in shapes["outputs"].items()}
-    tracks = tuple(TrackSpec(**{**t, "drum_notes": tuple(t.get("drum_notes", ()))})
-                   for t in raw["tracks"])
+    tracks = tuple(
+        TrackSpec(**{**t, "drum_notes": tuple(t.get("drum_notes", ()))}) for t in raw["tracks"]
+    )
     for t in tracks:
         if t.kind not in TRACK_KINDS:
             raise ValueError(f"track {t.name!r} has unknown kind {t.kind!r}")
@@ -185,8 +202,10 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
                 raise ValueError(f"track {t.name!r} names output {out!r}, which is not in shapes")
         if not 0.0 < t.threshold < 1.0:
             raise ValueError(f"track {t.name!r} has a threshold outside (0, 1)")
-        if t.kind == "drums" and (len(t.drum_notes) != outputs[t.output].shape[-1]
-                                  or not all(0 <= n <= 127 for n in t.drum_notes)):
+        if t.kind == "drums" and (
+            len(t.drum_notes) != outputs[t.output].shape[-1]
+            or not all(0 <= n <= 127 for n in t.drum_notes)
+        ):
             raise ValueError(f"drum track {t.name!r} needs one GM note per drum class")
         if not 0 <= t.program <= 127 or not 0 <= t.channel <= 15:
             raise ValueError(f"track {t.name!r} has program or channel out of range")
@@ -210,8 +229,9 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
     )
     if shapes.get("steps", card.steps) != card.steps:
         raise ValueError("steps does not equal bars x 16")
-    if card.grooves and ("noise" not in inputs
-                         or len(card.grooves) >= math.prod(inputs["noise"].shape)):
+    if card.grooves and (
+        "noise" not in inputs or len(card.grooves) >= math.prod(inputs["noise"].shape)
+    ):
         raise ValueError("grooves need a noise input with more values than grooves")
     if not 0 <= card.pitch_low < card.pitch_high <= 127:
         raise ValueError("pitch window out of MIDI range")
@@ -221,6 +241,6 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
 def _tensor(name: str, raw: dict[str, Any]) -> TensorSpec:
     if raw.get("dtype", "int8") != "int8":
         raise ValueError(f"tensor {name!r} is not int8")
-    return TensorSpec(name, tuple(int(d) for d in raw["shape"]), float(raw["scale"]),
-                      int(raw["zero_point"]))
-
+    return TensorSpec(
+        name, tuple(int(d) for d in raw["shape"]), float(raw["scale"]), int(raw["zero_point"])
+    )

@@ -44,16 +44,18 @@ def decode_voice(
     rest_class = n_classes - 1
     pitch = np.full(steps, REST, dtype=np.int16)
     onset = np.zeros(steps, dtype=bool)
-    for start, end in _sounding_segments(probs.argmax(axis=1) == rest_class, onset_prob,
-                                         onset_threshold):
+    for start, end in _sounding_segments(
+        probs.argmax(axis=1) == rest_class, onset_prob, onset_threshold
+    ):
         choice = _choose(probs[start:end, :rest_class].mean(axis=0), temperature, rng)
         pitch[start:end] = pitch_low + choice
         onset[start] = True
     return pitch, onset
 
 
-def _sounding_segments(silent: np.ndarray, onset_prob: np.ndarray,
-                       onset_threshold: float) -> list[tuple[int, int]]:
+def _sounding_segments(
+    silent: np.ndarray, onset_prob: np.ndarray, onset_threshold: float
+) -> list[tuple[int, int]]:
     """(start, end) of each note or chord: a new one begins where the onset head fires
     or where silence ends; silent stretches are left out.
 
@@ -83,8 +85,9 @@ def _sharpen(p: np.ndarray, temperature: float) -> np.ndarray:
     return a / (a + b)
 
 
-def _fires(p: np.ndarray, threshold: float, temperature: float,
-           rng: np.random.Generator | None) -> np.ndarray:
+def _fires(
+    p: np.ndarray, threshold: float, temperature: float, rng: np.random.Generator | None
+) -> np.ndarray:
     """Which of independent events happen: a threshold at temperature 0, else a draw
     that is even odds at the threshold."""
     if temperature <= 0 or rng is None:
@@ -118,8 +121,9 @@ def decode_poly(
      Note(pitch=60, start=2, end=4, velocity=96), Note(pitch=61, start=2, end=4, velocity=96)]
     """
     notes: list[Note] = []
-    for start, end in _sounding_segments(probs.max(axis=1) < threshold, onset_prob,
-                                         onset_threshold):
+    for start, end in _sounding_segments(
+        probs.max(axis=1) < threshold, onset_prob, onset_threshold
+    ):
         mean = probs[start:end].mean(axis=0)
         chosen = np.flatnonzero(_fires(mean, threshold, temperature, rng))
         chosen = chosen[np.argsort(-mean[chosen])][:max_notes]

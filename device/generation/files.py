@@ -16,8 +16,9 @@ from deepkeys.device.encoding import Composition
 from deepkeys.device.generation.midifile import write_composition
 
 
-def write_files(comp: Composition, out_dir: Path, stem: str, wav: bool = True,
-                png: bool = True) -> dict[str, Path]:
+def write_files(
+    comp: Composition, out_dir: Path, stem: str, wav: bool = True, png: bool = True
+) -> dict[str, Path]:
     """Write ``stem``.mid (and .wav, .png) into ``out_dir``; return the paths."""
     # Imported when needed: writing only the MIDI must not need FluidSynth.
     from deepkeys.device.generation.pianoroll import write_png

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deepkeys.device.generation.card import ModelCard, TensorSpec, load_card
-from deepkeys.device.generation.decode import decode_track
 from deepkeys.device.encoding import REST, Note, notes_to_voice
 from deepkeys.device.errors import UserError, first_line
+from deepkeys.device.generation.card import ModelCard, TensorSpec, load_card
+from deepkeys.device.generation.decode import decode_track
 
 Voice = tuple[np.ndarray, np.ndarray]  # a melody window: (pitch, onset) over steps
 
@@ -57,26 +57,30 @@ class Generator:
         self._check(self._runner.get_output_details(), card.outputs, "output")
 
     @classmethod
-    def from_card(cls, card_path: str | Path, threads: int = 1) -> "Generator":
+    def from_card(cls, card_path: str | Path, threads: int = 1) -> Generator:
         return cls(load_card(card_path), threads)
 
     def _check(self, details: dict, expected: dict[str, TensorSpec], what: str) -> None:
         path = self.card.model_path
         if set(details) != set(expected):
-            raise UserError(f"{path}: {what}s {sorted(details)} do not match its card "
-                            f"({sorted(expected)})")
+            raise UserError(
+                f"{path}: {what}s {sorted(details)} do not match its card ({sorted(expected)})"
+            )
         for name, spec in expected.items():
             d = details[name]
             scale, zero = d["quantization"]
             if tuple(d["shape"]) != spec.shape or d["dtype"] != np.int8:
-                raise UserError(f"{path}: {what} {name!r} is {d['dtype'].__name__}"
-                                f"{list(d['shape'])}, its card says int8{list(spec.shape)}")
+                raise UserError(
+                    f"{path}: {what} {name!r} is {d['dtype'].__name__}"
+                    f"{list(d['shape'])}, its card says int8{list(spec.shape)}"
+                )
             if not np.isclose(scale, spec.scale, rtol=1e-5) or zero != spec.zero_point:
                 raise UserError(f"{path}: {what} {name!r} quantization does not match its card")
 
     # --- one phrase -------------------------------------------------------------------
-    def infer(self, melody_pitch: np.ndarray, melody_onset: np.ndarray,
-              noise: np.ndarray) -> dict[str, np.ndarray]:
+    def infer(
+        self, melody_pitch: np.ndarray, melody_onset: np.ndarray, noise: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """One phrase: melody voice (steps,) -> dequantized outputs, batch removed."""
         card = self.card
         roll = np.zeros((card.steps, card.n_pitches, 2), dtype=np.float32)
@@ -88,9 +92,14 @@ class Generator:
         return {k: _dequantize(v, card.outputs[k])[0] for k, v in out.items()}
 
     # --- a whole melody ---------------------------------------------------------------
-    def accompany(self, melody: Sequence[Note], n_steps: int, seed: int = 0,
-                  temperature: float | None = None,
-                  groove: int | None = None) -> Accompaniment:
+    def accompany(
+        self,
+        melody: Sequence[Note],
+        n_steps: int,
+        seed: int = 0,
+        temperature: float | None = None,
+        groove: int | None = None,
+    ) -> Accompaniment:
         """The notes of every track of the card, within ``n_steps``, and the groove played.
 
         A style genre plays one of its grooves throughout: ``groove`` (an index into
@@ -111,14 +120,22 @@ class Generator:
         parts: dict[str, list[Note]] = {t.name: [] for t in card.tracks}
         for start, take_from in _phrases(n_steps, card.steps):
             window_pitch, window_onset = _window(pitch, onset, start, card.steps)
-            noise = noise_vector(int(np.prod(card.inputs["noise"].shape)), len(card.grooves),
-                                 groove, rng)
+            noise = noise_vector(
+                int(np.prod(card.inputs["noise"].shape)), len(card.grooves), groove, rng
+            )
             out = self.infer(window_pitch, window_onset, noise)
             stop = min(start + card.steps, n_steps)
             for track in card.tracks:
-                notes = decode_track(track.kind, out[track.output], out.get(track.onset_output),
-                                     card.pitch_low, temperature, rng, track.drum_notes,
-                                     track.threshold)
+                notes = decode_track(
+                    track.kind,
+                    out[track.output],
+                    out.get(track.onset_output),
+                    card.pitch_low,
+                    temperature,
+                    rng,
+                    track.drum_notes,
+                    track.threshold,
+                )
                 back = 0 if track.kind == "drums" else -shift  # drums have no register
                 parts[track.name].extend(_take(notes, start, take_from, stop, back))
         return Accompaniment(parts, groove_name)
@@ -140,8 +157,9 @@ class Accompaniment:
     groove: str | None = None
 
 
-def noise_vector(size: int, n_grooves: int = 0, groove: int | None = None,
-                 rng: np.random.Generator | None = None) -> np.ndarray:
+def noise_vector(
+    size: int, n_grooves: int = 0, groove: int | None = None, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """The model's noise input: a one-hot groove selector in the first ``n_grooves``
     values, standard normal noise in the rest. Training draws it the same way.
 
@@ -171,8 +189,7 @@ def _phrases(n_steps: int, phrase: int) -> list[tuple[int, int]]:
     return calls
 
 
-def _take(notes: list[Note], offset: int, take_from: int, stop: int,
-          transpose: int) -> list[Note]:
+def _take(notes: list[Note], offset: int, take_from: int, stop: int, transpose: int) -> list[Note]:
     """A phrase's notes moved to the melody's time and register, kept within
     [take_from, stop): a note cut at a phrase seam starts again there.
 
@@ -206,4 +223,3 @@ def _quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 def _dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return (q.astype(np.float32) - spec.zero_point) * spec.scale
-

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from deepkeys.device.errors import UserError
-
 from deepkeys.device.resources import SHIPPED_MODELS, STATE_MODELS
 
 

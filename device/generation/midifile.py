@@ -57,7 +57,9 @@ def read_melody(path: str | os.PathLike[str]) -> Melody:
     raw: list[tuple[int, int, int, int]] = []  # (pitch, start tick, end tick, velocity)
     for track in mid.tracks:
         tick = 0
-        sounding: dict[tuple[int, int], tuple[int, int]] = {}  # (channel, pitch) -> (start, velocity)
+        sounding: dict[
+            tuple[int, int], tuple[int, int]
+        ] = {}  # (channel, pitch) -> (start, velocity)
         for msg in track:
             tick += msg.time
             if msg.type == "set_tempo" and tick < tempo_tick:
@@ -108,7 +110,7 @@ def _load(path: Path) -> mido.MidiFile:
         raise UserError(f"{path}: permission denied") from None
     except EOFError:
         raise UserError(f"{path}: truncated MIDI file (it ends too early)") from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         # mido reports damage as OSError, ValueError, KeyError, IndexError, struct.error...
         # A user only needs to know the file is broken, and which one.
         detail = " ".join(str(exc).split())[:120] or type(exc).__name__
@@ -143,13 +145,18 @@ def write_composition(
     melody first. The file lasts exactly ``comp.n_steps``.
     """
     parts = [(track.name, track_events(comp, i)) for i, track in enumerate(comp.tracks)]
-    write_timeline(parts, comp.tempo_bpm, step_to_beats(comp.n_steps, comp.swing), path,
-                   ticks_per_beat)
+    write_timeline(
+        parts, comp.tempo_bpm, step_to_beats(comp.n_steps, comp.swing), path, ticks_per_beat
+    )
 
 
-def write_timeline(parts: Sequence[tuple[str, Sequence[TimedEvent]]], tempo_bpm: float,
-                   length_beats: float, path: str | os.PathLike[str],
-                   ticks_per_beat: int = 480) -> None:
+def write_timeline(
+    parts: Sequence[tuple[str, Sequence[TimedEvent]]],
+    tempo_bpm: float,
+    length_beats: float,
+    path: str | os.PathLike[str],
+    ticks_per_beat: int = 480,
+) -> None:
     """Write named tracks of timeline events as a type-1 MIDI file, atomically.
 
     Track 0 is the conductor (tempo, 4/4); the file lasts ``length_beats``. Each

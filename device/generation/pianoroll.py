@@ -114,7 +114,9 @@ def draw(
     n_steps = max(comp.n_steps, max((n.end for t in comp.tracks for n in t.notes), default=1))
     px_per_step = scale if scale is not None else max(1, round(TARGET_WIDTH / n_steps))
     pitched = [n.pitch for t in comp.tracks if not t.is_drum for n in t.notes]
-    drums = tuple(sorted({n.pitch for t in comp.tracks if t.is_drum for n in t.notes}, reverse=True))
+    drums = tuple(
+        sorted({n.pitch for t in comp.tracks if t.is_drum for n in t.notes}, reverse=True)
+    )
     # An empty composition still gets the octaves around middle C to look at.
     lo = (min(pitched) if pitched else 60) - PITCH_MARGIN
     hi = (max(pitched) if pitched else 72) + PITCH_MARGIN
@@ -160,7 +162,9 @@ def draw(
     return image, layout
 
 
-def _draw_note(image: np.ndarray, layout: RollLayout, note: Note, y: int, colour: np.ndarray) -> None:
+def _draw_note(
+    image: np.ndarray, layout: RollLayout, note: Note, y: int, colour: np.ndarray
+) -> None:
     x0, x1 = layout.x(note.start), layout.x(note.end)
     if x1 - x0 >= 3:
         x1 -= 1  # a 1-pixel gap, so a re-attack looks like two notes

@@ -47,15 +47,17 @@ class GenerateBench:
     generate_s: list[float] = field(default_factory=list)
 
 
-def bench_generate(genre: str, runs: int = 200, threads: int = 1,
-                   models: str | Path | None = None) -> GenerateBench:
+def bench_generate(
+    genre: str, runs: int = 200, threads: int = 1, models: str | Path | None = None
+) -> GenerateBench:
     path = card_path(genre, models)
     generator = Generator(load_card(path), threads=threads)
     card = generator.card
     melody = read_melody(BENCH_MELODY)
     pitch, onset = notes_to_voice(melody.notes, melody.n_steps)
-    noise = np.random.default_rng(0).standard_normal(card.inputs["noise"].shape[-1]).astype(
-        np.float32)
+    noise = (
+        np.random.default_rng(0).standard_normal(card.inputs["noise"].shape[-1]).astype(np.float32)
+    )
     result = GenerateBench(genre, path, melody, pitch[: card.steps], onset[: card.steps], noise)
 
     for _ in range(10):  # warm-up: first invokes allocate and pack weights
@@ -73,11 +75,15 @@ def bench_generate(genre: str, runs: int = 200, threads: int = 1,
     print(f"bench generate: genre={genre} model={path} threads={threads} runs={runs}")
     print("| what | median ms | p95 ms |\n|---|---|---|")
     med, p95 = percentiles(result.invoke_s)
-    print(f"| int8 LiteRT, one {card.bars}-bar phrase (quantize + invoke + dequantize) "
-          f"| {med:.2f} | {p95:.2f} |")
+    print(
+        f"| int8 LiteRT, one {card.bars}-bar phrase (quantize + invoke + dequantize) "
+        f"| {med:.2f} | {p95:.2f} |"
+    )
     med, p95 = percentiles(result.generate_s)
-    print(f"| int8 LiteRT, full generation of a {bars}-bar melody (phrases + decoding) "
-          f"| {med:.2f} | {p95:.2f} |")
+    print(
+        f"| int8 LiteRT, full generation of a {bars}-bar melody (phrases + decoding) "
+        f"| {med:.2f} | {p95:.2f} |"
+    )
     return result
 
 
@@ -99,9 +105,15 @@ def _bench_piece() -> Composition:
     chords = [Note(p, s, s + 6, 80) for s in (0, 8, 16, 24) for p in (60, 64, 67)]
     pad = [Note(p, 0, 32, 60) for p in (48, 55, 64)]
     return Composition(
-        [Track("drums", 0, drums, is_drum=True), Track("bass", 33, bass, channel=1),
-         Track("chords", 4, chords, channel=2), Track("pad", 48, pad, channel=3)],
-        32, 120.0)
+        [
+            Track("drums", 0, drums, is_drum=True),
+            Track("bass", 33, bass, channel=1),
+            Track("chords", 4, chords, channel=2),
+            Track("pad", 48, pad, channel=3),
+        ],
+        32,
+        120.0,
+    )
 
 
 @dataclass
@@ -119,8 +131,13 @@ class LatencyBench:
     queued_s: float = 0.0  # still in the device buffer after a block, at the end
 
 
-def bench_latency(notes: int = 500, period: int = 128, device: str = "null",
-                  periods: int = 2, python_load: bool = False) -> LatencyBench:
+def bench_latency(
+    notes: int = 500,
+    period: int = 128,
+    device: str = "null",
+    periods: int = 2,
+    python_load: bool = False,
+) -> LatencyBench:
     """Key to audio: from a note-on read by the MIDI input (its ``sim`` backend) to the
     first rendered block that contains it, through the daemon's own :class:`KeyPath`,
     with an accompaniment looping. Prints the table and returns the samples.
@@ -135,8 +152,13 @@ def bench_latency(notes: int = 500, period: int = 128, device: str = "null",
     return result
 
 
-def measure_latency(notes: int = 500, period: int = 128, device: str = "null",
-                    periods: int = 2, python_load: bool = False) -> LatencyBench:
+def measure_latency(
+    notes: int = 500,
+    period: int = 128,
+    device: str = "null",
+    periods: int = 2,
+    python_load: bool = False,
+) -> LatencyBench:
     """The samples of :func:`bench_latency`, printing nothing."""
     import queue
     import random
@@ -188,29 +210,37 @@ def measure_latency(notes: int = 500, period: int = 128, device: str = "null",
 def print_latency(result: LatencyBench) -> None:
     """The table ``deepkeys bench latency`` prints."""
     paced = " (paced as a sound card)" if never_blocks(result.device) else ""
-    print(f"bench latency: device={result.device}{paced} rate={result.rate} "
-          f"period={result.period} periods={result.buffer // result.period} "
-          f"notes={len(result.latency_s)} realtime={'fifo' if result.realtime else 'off'} "
-          f"underruns={result.underruns} python_load={'on' if result.python_load else 'off'}")
+    print(
+        f"bench latency: device={result.device}{paced} rate={result.rate} "
+        f"period={result.period} periods={result.buffer // result.period} "
+        f"notes={len(result.latency_s)} realtime={'fifo' if result.realtime else 'off'} "
+        f"underruns={result.underruns} python_load={'on' if result.python_load else 'off'}"
+    )
     print("| what | median ms | p99 ms |\n|---|---|---|")
     med, p99 = _p99_ms(result.latency_s)
-    print(f"| key to audio: MIDI note-on read -> first rendered block with it "
-          f"({result.period} frames) | {med:.2f} | {p99:.2f} |")
+    print(
+        f"| key to audio: MIDI note-on read -> first rendered block with it "
+        f"({result.period} frames) | {med:.2f} | {p99:.2f} |"
+    )
     med, p99 = _p99_ms(result.wait_s)
     print(f"| of which waiting for the next block to begin | {med:.2f} | {p99:.2f} |")
     med, p99 = _p99_ms(result.render_s)
     print(f"| render one block (synth + 4-track loop) | {med:.3f} | {p99:.3f} |")
-    print(f"target: p99 <= one period + 1 ms = {result.period / result.rate * 1e3 + 1:.2f} ms; "
-          f"the rest of the device buffer then plays first: {result.queued_s * 1e3:.2f} ms")
+    print(
+        f"target: p99 <= one period + 1 ms = {result.period / result.rate * 1e3 + 1:.2f} ms; "
+        f"the rest of the device buffer then plays first: {result.queued_s * 1e3:.2f} ms"
+    )
 
 
 def _latency_config(device: str, period: int, periods: int) -> Config:
     """The hardware-free daemon config with the bench's device, at 120 BPM."""
     base = Config()
     return dataclasses.replace(
-        base, midi=dataclasses.replace(base.midi, api="sim", virtual_port_name="bench"),
+        base,
+        midi=dataclasses.replace(base.midi, api="sim", virtual_port_name="bench"),
         audio=dataclasses.replace(base.audio, device=device, period=period, periods=periods),
-        player=dataclasses.replace(base.player, tempo_bpm=120))
+        player=dataclasses.replace(base.player, tempo_bpm=120),
+    )
 
 
 def _drain(events: queue.Queue, stop: threading.Event) -> None:
@@ -292,14 +322,20 @@ def bench_synth(voices: int = 32, seconds: float = 10.0, period: int = 128) -> S
     audio_s = blocks * period / synth.rate
     result = SynthBench(active, audio_s, audio_s / wall, times)
 
-    print(f"bench synth: voices={active} seconds={audio_s:.1f} period={period} "
-          f"rate={synth.rate} polyphony={max(64, 2 * voices)} reverb=on cores=1")
+    print(
+        f"bench synth: voices={active} seconds={audio_s:.1f} period={period} "
+        f"rate={synth.rate} polyphony={max(64, 2 * voices)} reverb=on cores=1"
+    )
     print("| what | x real time | block median ms | block p99 ms |\n|---|---|---|---|")
     med, p99 = _p99_ms(times)
-    print(f"| FluidSynth, {active} voices, {period}-frame blocks, one core "
-          f"| {result.x_realtime:.1f} | {med:.3f} | {p99:.3f} |")
-    print(f"target: >= 10x real time; a {period}-frame block is due every "
-          f"{period / synth.rate * 1e3:.2f} ms")
+    print(
+        f"| FluidSynth, {active} voices, {period}-frame blocks, one core "
+        f"| {result.x_realtime:.1f} | {med:.3f} | {p99:.3f} |"
+    )
+    print(
+        f"target: >= 10x real time; a {period}-frame block is due every "
+        f"{period / synth.rate * 1e3:.2f} ms"
+    )
     return result
 
 
@@ -339,7 +375,9 @@ def bench_startup(runs: int = 5, config: str | Path | None = None) -> StartupBen
             proc = subprocess.Popen(
                 [sys.executable, "-m", "deepkeys.device.cli", "run", "--config", str(cfg_path)],
                 env={**os.environ, "NOTIFY_SOCKET": f"{tmp}/notify.sock"},
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             try:
                 while not notify.recv(4096).startswith(b"READY=1"):
                     pass
@@ -350,11 +388,15 @@ def bench_startup(runs: int = 5, config: str | Path | None = None) -> StartupBen
                 proc.wait(timeout=15)
                 notify.close()
 
-    print(f"bench startup: runs={runs} config={config or 'hardware-free (sim MIDI, null audio, mock pins)'}")
+    print(
+        f"bench startup: runs={runs} config={config or 'hardware-free (sim MIDI, null audio, mock pins)'}"
+    )
     print("| what | median | max |\n|---|---|---|")
     print(f"| start to READY (s) | {np.median(result.ready_s):.2f} | {max(result.ready_s):.2f} |")
-    print(f"| RSS once ready, all models loaded (MB) | {np.median(result.rss_mb):.1f} "
-          f"| {max(result.rss_mb):.1f} |")
+    print(
+        f"| RSS once ready, all models loaded (MB) | {np.median(result.rss_mb):.1f} "
+        f"| {max(result.rss_mb):.1f} |"
+    )
     print("targets: READY <= 2 s, RSS <= 150 MB")
     return result
 

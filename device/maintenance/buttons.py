@@ -21,9 +21,15 @@ from deepkeys.device.events import BUTTONS
 LED_S = 0.4
 
 
-def panel_test(cfg: Config, *, timeout: float = 60.0, led_s: float = LED_S,
-               pin_factory: Any | None = None, out: Callable[[str], None] = print,
-               on_ready: Callable[[Any], None] | None = None) -> set[str]:
+def panel_test(
+    cfg: Config,
+    *,
+    timeout: float = 60.0,
+    led_s: float = LED_S,
+    pin_factory: Any | None = None,
+    out: Callable[[str], None] = print,
+    on_ready: Callable[[Any], None] | None = None,
+) -> set[str]:
     """LEDs one by one, then wait until every button was pressed (or ``timeout``).
 
     Returns the buttons seen. ``pin_factory`` (a gpiozero factory object) replaces

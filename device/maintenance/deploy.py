@@ -14,10 +14,11 @@ import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from deepkeys.device.generation.card import load_card
 from deepkeys.device.errors import UserError
+from deepkeys.device.generation.card import load_card
 from deepkeys.device.maintenance.ssh import check_destination, run_remote
 from deepkeys.device.maintenance.store import check_genre_name
+
 
 def pack(cards: Sequence[Path]) -> tuple[bytes, dict[str, str]]:
     """A tar of each card and its model, after checking the model's sha256 against its card.
@@ -44,9 +45,15 @@ def pack(cards: Sequence[Path]) -> tuple[bytes, dict[str, str]]:
     return buf.getvalue(), expect
 
 
-def deploy(dest: str, genres: Sequence[str] | None, models_dir: str | os.PathLike[str], *,
-           remote: str | None = None, remote_config: str | None = None,
-           ssh_config: str | None = None) -> str:
+def deploy(
+    dest: str,
+    genres: Sequence[str] | None,
+    models_dir: str | os.PathLike[str],
+    *,
+    remote: str | None = None,
+    remote_config: str | None = None,
+    ssh_config: str | None = None,
+) -> str:
     """Send the models of ``genres`` (default: every card in ``models_dir``) to ``dest``.
 
     The device verifies each one, activates it, keeps the previous version and asks

@@ -35,8 +35,12 @@ from deepkeys.device.errors import UserError
 MIN_FREE_MB = 200  # a day of compositions is a few MB; a deploy needs a few models' worth
 HOT_C = 80.0  # the Pi starts throttling at 80 °C
 # vcgencmd get_throttled: bits 0-3 are happening now, 16-19 happened since boot.
-THROTTLE_NOW = {0x1: "under-voltage", 0x2: "ARM frequency capped", 0x4: "throttled",
-                0x8: "soft temperature limit"}
+THROTTLE_NOW = {
+    0x1: "under-voltage",
+    0x2: "ARM frequency capped",
+    0x4: "throttled",
+    0x8: "soft temperature limit",
+}
 
 
 @dataclass(frozen=True)
@@ -50,15 +54,21 @@ class Check:
         return {True: "ok", False: "FAIL", None: "n/a"}[self.ok]
 
 
-def run_checks(config: str | os.PathLike[str] | None = None, *, sys_root: str = "/",
-               vcgencmd: str = "vcgencmd") -> list[Check]:
+def run_checks(
+    config: str | os.PathLike[str] | None = None, *, sys_root: str = "/", vcgencmd: str = "vcgencmd"
+) -> list[Check]:
     """Every check, in the order the table shows them."""
     rows: list[Check] = []
     file = config_path(config)
     try:
         cfg = load_config(file)
-        rows.append(Check("config", True, str(file) + ("" if file.exists()
-                                                       else " (no such file: all defaults)")))
+        rows.append(
+            Check(
+                "config",
+                True,
+                str(file) + ("" if file.exists() else " (no such file: all defaults)"),
+            )
+        )
     except UserError as exc:
         cfg = Config()
         rows.append(Check("config", False, f"{exc} (the other checks use the defaults)"))
@@ -66,9 +76,15 @@ def run_checks(config: str | os.PathLike[str] | None = None, *, sys_root: str = 
     answer = _daemon_status(cfg)
     status = answer if isinstance(answer, dict) else None
     if status is not None:
-        rows.append(Check("daemon", True, f"answering on {cfg.paths.socket}: "
-                                          f"state={status.get('state')} "
-                                          f"genre={status.get('genre') or '-'}"))
+        rows.append(
+            Check(
+                "daemon",
+                True,
+                f"answering on {cfg.paths.socket}: "
+                f"state={status.get('state')} "
+                f"genre={status.get('genre') or '-'}",
+            )
+        )
     else:
         rows.append(Check("daemon", False, str(answer)))
     rows.append(_guard("audio", lambda: check_audio(cfg, status)))
@@ -110,18 +126,31 @@ def check_audio(cfg: Config, status: dict[str, Any] | None) -> Check:
     if status and "audio" in status:
         got = status["audio"]
         if (got.get("rate"), got.get("period")) != (a.rate, a.period):
-            return Check("audio", False, f"the daemon has {got.get('device')} at "
-                                         f"{got.get('rate')} Hz, period {got.get('period')}; "
-                                         f"the config says {want}")
-        return Check("audio", True, f"{got.get('device')} held by the daemon: {want}, "
-                                    f"underruns {got.get('underruns')}")
+            return Check(
+                "audio",
+                False,
+                f"the daemon has {got.get('device')} at "
+                f"{got.get('rate')} Hz, period {got.get('period')}; "
+                f"the config says {want}",
+            )
+        return Check(
+            "audio",
+            True,
+            f"{got.get('device')} held by the daemon: {want}, underruns {got.get('underruns')}",
+        )
     import alsaaudio
 
     try:
-        pcm = alsaaudio.PCM(type=alsaaudio.PCM_PLAYBACK, mode=alsaaudio.PCM_NORMAL,
-                            device=a.device, rate=a.rate, channels=2,
-                            format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=a.period,
-                            periods=a.periods)
+        pcm = alsaaudio.PCM(
+            type=alsaaudio.PCM_PLAYBACK,
+            mode=alsaaudio.PCM_NORMAL,
+            device=a.device,
+            rate=a.rate,
+            channels=2,
+            format=alsaaudio.PCM_FORMAT_S16_LE,
+            periodsize=a.period,
+            periods=a.periods,
+        )
     except alsaaudio.ALSAAudioError as exc:
         return Check("audio", False, f"{a.device}: cannot open it ({exc})")
     try:
@@ -129,8 +158,12 @@ def check_audio(cfg: Config, status: dict[str, Any] | None) -> Check:
     finally:
         pcm.close()
     if (info["rate"], info["period_size"]) != (a.rate, a.period):
-        return Check("audio", False, f"{a.device} gives {info['rate']} Hz, period "
-                                     f"{info['period_size']}; the config says {want}")
+        return Check(
+            "audio",
+            False,
+            f"{a.device} gives {info['rate']} Hz, period "
+            f"{info['period_size']}; the config says {want}",
+        )
     return Check("audio", True, f"{a.device}: {want}")
 
 
@@ -153,11 +186,16 @@ def check_models(cfg: Config) -> list[Check]:
         return [Check("models", False, f"no genre models installed (looked in {folders})")]
     rows = []
     for genre, card_file in genres.items():
+
         def one(card_file: Path = card_file, genre: str = genre) -> Check:
             card = load_card(card_file)
             Generator(card)
-            return Check(f"model {genre}", True, f"sha256 {card.sha256[:12]}…, tensors match "
-                                                 f"its card ({card_file})")
+            return Check(
+                f"model {genre}",
+                True,
+                f"sha256 {card.sha256[:12]}…, tensors match its card ({card_file})",
+            )
+
         rows.append(_guard(f"model {genre}", one))
     return rows
 
@@ -176,8 +214,12 @@ def check_midi(cfg: Config, status: dict[str, Any] | None) -> Check:
         where = "found"
     if not ports:
         wanted = f" matching {', '.join(m.input_ports)}" if m.input_ports else ""
-        return Check("midi", False, f"{m.api} MIDI is up but no keyboard port{wanted} is "
-                                    "connected (plug one in, or set midi.input_ports)")
+        return Check(
+            "midi",
+            False,
+            f"{m.api} MIDI is up but no keyboard port{wanted} is "
+            "connected (plug one in, or set midi.input_ports)",
+        )
     return Check("midi", True, f"{m.api}: {where} {', '.join(ports)}")
 
 
@@ -185,8 +227,11 @@ def check_pins(cfg: Config, status: dict[str, Any] | None) -> Check:
     """The pin factory loads and every configured pin can be claimed."""
     p = cfg.panel
     if status and "leds" in status:
-        return Check("pins", True, f"held by the daemon (factory {p.pin_factory}, "
-                                   f"LEDs {', '.join(status['leds'])})")
+        return Check(
+            "pins",
+            True,
+            f"held by the daemon (factory {p.pin_factory}, LEDs {', '.join(status['leds'])})",
+        )
     from deepkeys.device.adapters.panel import Panel
 
     with warnings.catch_warnings():  # gpiozero's fallback chatter: the row says it all
@@ -227,8 +272,9 @@ def check_throttling(vcgencmd: str = "vcgencmd") -> Check:
     """The Pi firmware's throttling flags (``vcgencmd get_throttled``)."""
     if shutil.which(vcgencmd) is None:
         return Check("throttling", None, "no vcgencmd here (not a Raspberry Pi)")
-    out = subprocess.run([vcgencmd, "get_throttled"], capture_output=True, text=True,
-                         timeout=10, check=False)
+    out = subprocess.run(
+        [vcgencmd, "get_throttled"], capture_output=True, text=True, timeout=10, check=False
+    )
     match = re.search(r"throttled=(0x[0-9a-fA-F]+)", out.stdout)
     if out.returncode != 0 or not match:
         why = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -239,8 +285,9 @@ def check_throttling(vcgencmd: str = "vcgencmd") -> Check:
     if now:
         return Check("throttling", False, f"{match.group(1)}: {', '.join(now)} now")
     if before:
-        return Check("throttling", True, f"{match.group(1)}: none now; since boot: "
-                                         f"{', '.join(before)}")
+        return Check(
+            "throttling", True, f"{match.group(1)}: none now; since boot: {', '.join(before)}"
+        )
     return Check("throttling", True, f"{match.group(1)}: never throttled since boot")
 
 

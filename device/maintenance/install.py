@@ -40,8 +40,15 @@ SERVICE_USER = "deepkeys"
 SERVICE_GROUPS = ("audio", "gpio")  # the only groups it needs: sound card and GPIO
 STATE_DIR = "/var/lib/deepkeys"
 #: The device's apt packages: the same as the Makefile's APT_DEVICE.
-APT_PACKAGES = ("python3-venv", "python3-dev", "gcc", "libasound2-dev", "libasound2-plugins",
-                "libfluidsynth3", "timgm6mb-soundfont")
+APT_PACKAGES = (
+    "python3-venv",
+    "python3-dev",
+    "gcc",
+    "libasound2-dev",
+    "libasound2-plugins",
+    "libfluidsynth3",
+    "timgm6mb-soundfont",
+)
 
 
 class System:
@@ -139,18 +146,26 @@ def unit_text(prefix: Path) -> str:
 
 
 def config_text() -> str:
-    return ("# deepkeys configuration: every key with its default; change what you need.\n"
-            "# `deepkeys config` prints the effective values, `deepkeys doctor` checks them.\n\n"
-            + Config().to_toml())
+    return (
+        "# deepkeys configuration: every key with its default; change what you need.\n"
+        "# `deepkeys config` prints the effective values, `deepkeys doctor` checks them.\n\n"
+        + Config().to_toml()
+    )
 
 
 def plan(target: InstallTarget, system: System) -> list[Step]:
     """The install's steps, in order."""
     refuse_hidden_prefix(target.prefix)
     unit = UnitChange()
-    return [packages_step(system), gpio_group_step(system), user_step(system),
-            venv_step(target, system), config_step(target),
-            unit_step(target, system, unit), service_step(system, unit)]
+    return [
+        packages_step(system),
+        gpio_group_step(system),
+        user_step(system),
+        venv_step(target, system),
+        config_step(target),
+        unit_step(target, system, unit),
+        service_step(system, unit),
+    ]
 
 
 def refuse_hidden_prefix(prefix: Path) -> None:
@@ -163,8 +178,10 @@ def refuse_hidden_prefix(prefix: Path) -> None:
     """
     for hidden in ("/home", "/root"):
         if prefix == Path(hidden) or Path(hidden) in prefix.parents:
-            raise UserError(f"the code is in {prefix}, which the unit's ProtectHome=yes hides "
-                            f"from the daemon: clone it to {SHIPPED_PREFIX} and install from there")
+            raise UserError(
+                f"the code is in {prefix}, which the unit's ProtectHome=yes hides "
+                f"from the daemon: clone it to {SHIPPED_PREFIX} and install from there"
+            )
 
 
 def _commands(argvs: list[list[str]]) -> str:
@@ -183,32 +200,54 @@ def _run_all(system: System, argvs: list[list[str]]) -> None:
 
 def packages_step(system: System) -> Step:
     """1. The apt packages that are not installed yet (the list is read when the step runs)."""
+
     def missing() -> list[str]:
         return [p for p in APT_PACKAGES if not system.package_installed(p)]
 
     def apt_argvs() -> list[list[str]]:
-        return [["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing()]]
+        return [
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing()],
+        ]
 
-    return Step("apt packages", lambda: _commands(apt_argvs()), lambda: not missing(),
-                lambda: _run_all(system, apt_argvs()))
+    return Step(
+        "apt packages",
+        lambda: _commands(apt_argvs()),
+        lambda: not missing(),
+        lambda: _run_all(system, apt_argvs()),
+    )
 
 
 def gpio_group_step(system: System) -> Step:
     """2. The ``gpio`` group, which plain Debian lacks, before the user joins it."""
     argv = ["groupadd", "--system", "gpio"]
-    return Step("gpio group", lambda: shlex.join(argv), lambda: system.group_exists("gpio"),
-                lambda: system.run(argv))
+    return Step(
+        "gpio group",
+        lambda: shlex.join(argv),
+        lambda: system.group_exists("gpio"),
+        lambda: system.run(argv),
+    )
 
 
 def user_step(system: System) -> Step:
     """3. The service user: created, or (if it exists) added to the groups it lacks."""
+
     def argv() -> list[str]:
         groups = ",".join(SERVICE_GROUPS)
         if system.user_groups(SERVICE_USER) is None:
-            return ["useradd", "--system", "--user-group", "--home-dir", STATE_DIR,
-                    "--no-create-home", "--shell", "/usr/sbin/nologin", "--groups", groups,
-                    SERVICE_USER]
+            return [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--home-dir",
+                STATE_DIR,
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--groups",
+                groups,
+                SERVICE_USER,
+            ]
         return ["usermod", "--append", "--groups", groups, SERVICE_USER]
 
     def done() -> bool:
@@ -220,11 +259,17 @@ def user_step(system: System) -> Step:
 
 def venv_step(target: InstallTarget, system: System) -> Step:
     """4. The venv with the device extra; done once its Python imports the CLI."""
-    argvs = [[target.python, "-m", "venv", str(target.venv)],
-             [str(target.venv_bin / "pip"), "install", "-q", "-e", f"{target.prefix}[device]"]]
+    argvs = [
+        [target.python, "-m", "venv", str(target.venv)],
+        [str(target.venv_bin / "pip"), "install", "-q", "-e", f"{target.prefix}[device]"],
+    ]
     probe = [str(target.venv_bin / "python"), "-c", "import deepkeys.device.cli"]
-    return Step("venv", lambda: _commands(argvs), lambda: system.works(probe),
-                lambda: _run_all(system, argvs))
+    return Step(
+        "venv",
+        lambda: _commands(argvs),
+        lambda: system.works(probe),
+        lambda: _run_all(system, argvs),
+    )
 
 
 def config_step(target: InstallTarget) -> Step:
@@ -251,24 +296,30 @@ def unit_step(target: InstallTarget, system: System, unit: UnitChange) -> Step:
     def current() -> bool:
         return path.is_file() and path.read_text() == unit_text(target.prefix)
 
-    return Step("systemd unit", lambda: f"write {path} (ExecStart={target.venv_bin}/deepkeys "
-                                        "run); systemctl daemon-reload", current, write)
+    return Step(
+        "systemd unit",
+        lambda: f"write {path} (ExecStart={target.venv_bin}/deepkeys run); systemctl daemon-reload",
+        current,
+        write,
+    )
 
 
 def service_step(system: System, unit: UnitChange) -> Step:
     """7. The service enabled and started, and restarted if step 6 changed its unit."""
+
     def argvs() -> list[list[str]]:
         start = [["systemctl", "enable", "--now", UNIT_NAME]]
         return start + [["systemctl", "restart", UNIT_NAME]] if unit.changed else start
 
-    return Step("service", lambda: _commands(argvs()),
-                lambda: system.unit_state(UNIT_NAME) == ("enabled", "active")
-                and not unit.changed,
-                lambda: _run_all(system, argvs()))
+    return Step(
+        "service",
+        lambda: _commands(argvs()),
+        lambda: system.unit_state(UNIT_NAME) == ("enabled", "active") and not unit.changed,
+        lambda: _run_all(system, argvs()),
+    )
 
 
-def run_steps(steps: list[Step], dry_run: bool = False,
-              out: Callable[[str], None] = print) -> int:
+def run_steps(steps: list[Step], dry_run: bool = False, out: Callable[[str], None] = print) -> int:
     """Check each step and do those not done (``dry_run``: only say so). The number of
     steps that changed, or would change, something."""
     changes = 0
@@ -284,6 +335,8 @@ def run_steps(steps: list[Step], dry_run: bool = False,
         step.do()
         out(f"did    {step.name}: {what}")
     verb = "would change" if dry_run else "changed"
-    out(f"install: {changes} of {len(steps)} steps {verb} something"
-        + ("" if changes else " (nothing to do)"))
+    out(
+        f"install: {changes} of {len(steps)} steps {verb} something"
+        + ("" if changes else " (nothing to do)")
+    )
     return changes

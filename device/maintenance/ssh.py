@@ -47,14 +47,21 @@ def ssh_argv(dest: str, command: str, ssh_config: str | None = None) -> list[str
     return [*argv, "-o", "BatchMode=yes", "--", check_destination(dest), command]
 
 
-def run_remote(dest: str, args: Sequence[str], *, remote: str | None = None,
-               ssh_config: str | None = None, stdin: bytes = b"") -> str:
+def run_remote(
+    dest: str,
+    args: Sequence[str],
+    *,
+    remote: str | None = None,
+    ssh_config: str | None = None,
+    stdin: bytes = b"",
+) -> str:
     """Run ``deepkeys ARGS`` on the device; its stdout, or a one-line UserError."""
     remote = remote or os.environ.get(REMOTE_ENV) or DEFAULT_REMOTE
     argv = ssh_argv(dest, remote_command(remote, args), ssh_config)
     try:
-        result = subprocess.run(argv, input=stdin, capture_output=True, timeout=SSH_TIMEOUT_S,
-                                check=False)
+        result = subprocess.run(
+            argv, input=stdin, capture_output=True, timeout=SSH_TIMEOUT_S, check=False
+        )
     except FileNotFoundError:
         raise UserError("ssh is not installed here (apt install openssh-client)") from None
     except subprocess.TimeoutExpired:

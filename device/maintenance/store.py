@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from deepkeys.device.atomic import fsync_dir, atomic_write_bytes
-from deepkeys.device.generation.card import load_card, sha256_of
+from deepkeys.device.atomic import atomic_write_bytes, fsync_dir
 from deepkeys.device.errors import UserError
+from deepkeys.device.generation.card import load_card, sha256_of
 
 KEEP_VERSIONS = 3  # per genre: the active one and two to roll back to
 MAX_FILE_BYTES = 512 << 20  # a model is a few MB; refuse a stream that runs away
@@ -57,10 +57,16 @@ def check_genre_name(genre: str) -> str:
     ...
     deepkeys.device.errors.UserError: bad genre name '../etc': no '/', no leading '.', no control characters, 1..100 characters
     """
-    if (not 1 <= len(genre) <= 100 or "/" in genre or genre.startswith(".")
-            or any(ord(c) < 32 or c == "\x7f" for c in genre)):
-        raise UserError(f"bad genre name {genre!r}: no '/', no leading '.', "
-                        "no control characters, 1..100 characters")
+    if (
+        not 1 <= len(genre) <= 100
+        or "/" in genre
+        or genre.startswith(".")
+        or any(ord(c) < 32 or c == "\x7f" for c in genre)
+    ):
+        raise UserError(
+            f"bad genre name {genre!r}: no '/', no leading '.', "
+            "no control characters, 1..100 characters"
+        )
     return genre
 
 
@@ -107,8 +113,9 @@ class ModelStore:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
-    def receive(self, stream: BinaryIO, expect: dict[str, str] | None = None,
-                check_tensors: bool = True) -> list[Received]:
+    def receive(
+        self, stream: BinaryIO, expect: dict[str, str] | None = None, check_tensors: bool = True
+    ) -> list[Received]:
         """Unpack a tar of model pairs, verify each, activate those that pass.
 
         ``expect`` maps genre -> the sha256 the sender computed; a pair missing from
@@ -121,8 +128,15 @@ class ModelStore:
             try:
                 genres = self._unpack(stream, incoming)
                 for genre in sorted(set(genres) | set(expect)):
-                    results.append(self._verify(incoming, genre, genres.get(genre, set()),
-                                                expect.get(genre), check_tensors))
+                    results.append(
+                        self._verify(
+                            incoming,
+                            genre,
+                            genres.get(genre, set()),
+                            expect.get(genre),
+                            check_tensors,
+                        )
+                    )
                 good = [r for r in results if r.activated]
                 if good:
                     history = self.history()
@@ -142,8 +156,9 @@ class ModelStore:
             shas = history.get(genre, [])
             if len(shas) < 2:
                 have = "one deployed version" if shas else "no deployed versions"
-                raise UserError(f"cannot roll back {genre!r}: it has {have}, "
-                                "so there is no previous one")
+                raise UserError(
+                    f"cannot roll back {genre!r}: it has {have}, so there is no previous one"
+                )
             history[genre] = shas[:-1]
             self._commit(history)
             return history[genre][-1]
@@ -183,8 +198,14 @@ class ModelStore:
             raise UserError(f"the model stream is not a complete tar ({exc})") from None
         return found
 
-    def _verify(self, incoming: Path, genre: str, suffixes: set[str], expected: str | None,
-                check_tensors: bool) -> Received:
+    def _verify(
+        self,
+        incoming: Path,
+        genre: str,
+        suffixes: set[str],
+        expected: str | None,
+        check_tensors: bool,
+    ) -> Received:
         def refuse(why: str) -> Received:
             return Received(genre, expected or "", False, why)
 
@@ -197,8 +218,9 @@ class ModelStore:
         try:
             card = load_card(card_file)  # the model's sha256 against its card
             if card.sha256 != expected:
-                return refuse(f"the card says sha256 {card.sha256[:12]}…, the sender "
-                              f"sent {expected[:12]}…")
+                return refuse(
+                    f"the card says sha256 {card.sha256[:12]}…, the sender sent {expected[:12]}…"
+                )
             if check_tensors:
                 from deepkeys.device.generation.generator import Generator
 
@@ -228,8 +250,9 @@ class ModelStore:
         os.chmod(live, 0o755)
         for genre, shas in history.items():
             for suffix in SUFFIXES:
-                os.link(self.versions / genre / shas[-1] / f"{genre}{suffix}",
-                        live / f"{genre}{suffix}")
+                os.link(
+                    self.versions / genre / shas[-1] / f"{genre}{suffix}", live / f"{genre}{suffix}"
+                )
         fsync_dir(live)
         tmp = self.state_dir / f".models.{secrets.token_hex(4)}"
         os.symlink(os.path.relpath(live, self.state_dir), tmp)

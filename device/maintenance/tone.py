@@ -16,8 +16,9 @@ VELOCITY = 100
 RELEASE_S = 0.5
 
 
-def play_tone(cfg: Config, device: str | None = None, seconds: float = 1.5,
-              chord: tuple[int, ...] = CHORD) -> AudioStats:
+def play_tone(
+    cfg: Config, device: str | None = None, seconds: float = 1.5, chord: tuple[int, ...] = CHORD
+) -> AudioStats:
     """Hold ``chord`` for ``seconds`` on the configured (or given) device, then release it."""
     from deepkeys.device.adapters.synth import Synth
 
@@ -34,8 +35,7 @@ def play_tone(cfg: Config, device: str | None = None, seconds: float = 1.5,
             out.wait_periods(held, timeout=seconds + 10)
             for note in chord:
                 synth.noteoff(note)
-            out.wait_periods(held + round(RELEASE_S * rate / out.period),
-                             timeout=RELEASE_S + 10)
+            out.wait_periods(held + round(RELEASE_S * rate / out.period), timeout=RELEASE_S + 10)
         finally:
             out.stop()  # a file: PCM is complete once closed
         return out.stats()

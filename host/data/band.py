@@ -44,8 +44,9 @@ class BandPiece:
     parts: dict[str, GridPart]  # by multitrack role
 
 
-def band_windows(pieces: list[BandPiece], bars: int, hop_bars: int = 1,
-                 grooves: tuple[str, ...] = ()) -> Windows:
+def band_windows(
+    pieces: list[BandPiece], bars: int, hop_bars: int = 1, grooves: tuple[str, ...] = ()
+) -> Windows:
     """Every ``bars``-bar window with some melody, ``hop_bars`` apart: each voice as one
     monophonic line (the part's lowest), comping and pad as polyphonic parts, and the
     drums' onsets. ``groove`` numbers each window's groove within ``grooves``.
@@ -70,6 +71,14 @@ def band_windows(pieces: list[BandPiece], bars: int, hop_bars: int = 1,
             drums.append(np.stack([p.parts[r].onset[sl] for r in BAND["drums"]]))
             names.append(p.name)
             groove.append(grooves.index(p.groove) if grooves else 0)
-    return Windows(np.stack(melody_pitch), np.stack(melody_onset), np.stack(mono_pitch),
-                   np.stack(mono_onset), np.stack(poly), np.stack(poly_onset), np.stack(drums),
-                   names, np.array(groove))
+    return Windows(
+        np.stack(melody_pitch),
+        np.stack(melody_onset),
+        np.stack(mono_pitch),
+        np.stack(mono_onset),
+        np.stack(poly),
+        np.stack(poly_onset),
+        np.stack(drums),
+        names,
+        np.array(groove),
+    )

@@ -73,8 +73,9 @@ def read_piece(path: Path, melody_track: str | None, bars: int) -> BandPiece:
         notes, mid = read_notes(path)
     except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
         raise SkipFile(f"not a readable MIDI file ({first_line(exc)})") from None
-    metres = {(m.numerator, m.denominator) for t in mid.tracks for m in t
-              if m.type == "time_signature"}
+    metres = {
+        (m.numerator, m.denominator) for t in mid.tracks for m in t if m.type == "time_signature"
+    }
     if metres - {(4, 4)}:
         raise SkipFile("not in 4/4 (" + ", ".join(f"{a}/{b}" for a, b in sorted(metres)) + ")")
     if not notes:
@@ -86,8 +87,9 @@ def read_piece(path: Path, melody_track: str | None, bars: int) -> BandPiece:
         raise SkipFile("no accompaniment tracks besides the melody")
     if steps < bars * STEPS_PER_BAR:
         raise SkipFile(f"shorter than one {bars}-bar phrase")
-    melody = grid_parts([n for n in notes if n.track == melody_name], steps,
-                        roles={melody_name: "comp"})["comp"]
+    melody = grid_parts(
+        [n for n in notes if n.track == melody_name], steps, roles={melody_name: "comp"}
+    )["comp"]
     pitch, onset = line(melody, top=True)
     return BandPiece(path.name, "", pitch, onset, grid_parts(accomp, steps))
 
@@ -124,21 +126,26 @@ def split_of(name: str) -> str:
     return "test" if bucket == 0 else "validation" if bucket == 1 else "train"
 
 
-def load_folder(folder: str | Path, melody_track: str | None = None,
-                bars: int = 4) -> dict[str, Windows]:
+def load_folder(
+    folder: str | Path, melody_track: str | None = None, bars: int = 4
+) -> dict[str, Windows]:
     """Train/validation/test windows of a folder's usable files, split by file."""
     scan = scan_folder(folder, melody_track, bars)
     if len(scan.pieces) < 3:
-        raise UserError(f"{folder}: {len(scan.pieces)} usable MIDI files, need at least 3 "
-                        f"(train, validation, test)")
+        raise UserError(
+            f"{folder}: {len(scan.pieces)} usable MIDI files, need at least 3 "
+            f"(train, validation, test)"
+        )
     names = sorted(p.name for p in scan.pieces)
     parts = {p.name: split_of(p.name) for p in scan.pieces}
     # Small folders: make sure validation and test each get a file.
     for needed, pick in (("test", names[0]), ("validation", names[-1])):
         if needed not in parts.values():
             parts[pick] = needed
-    chosen = {part: [p for p in scan.pieces if parts[p.name] == part]
-              for part in ("train", "validation", "test")}
+    chosen = {
+        part: [p for p in scan.pieces if parts[p.name] == part]
+        for part in ("train", "validation", "test")
+    }
     if not all(chosen.values()):
         raise UserError(f"{folder}: too little music for train, validation and test phrases")
     return {part: band_windows(pieces, bars) for part, pieces in chosen.items()}

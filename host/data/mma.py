@@ -113,8 +113,10 @@ def chord_of(pitch: np.ndarray) -> str | None:
 def chord_progression(pitch: np.ndarray) -> list[list[str]]:
     """One chorale's voices (4, T) -> per bar, one chord per half bar (silence repeats)."""
     n_bars = bars_of(pitch.shape[1])
-    chords: list[str | None] = [chord_of(pitch[:, s : s + STEPS_PER_CHORD])
-                                for s in range(0, n_bars * STEPS_PER_BAR, STEPS_PER_CHORD)]
+    chords: list[str | None] = [
+        chord_of(pitch[:, s : s + STEPS_PER_CHORD])
+        for s in range(0, n_bars * STEPS_PER_BAR, STEPS_PER_CHORD)
+    ]
     known = [c for c in chords if c]
     last = known[0] if known else "C"
     filled = []
@@ -145,8 +147,9 @@ def mma_roles(notes: list[MidiNote]) -> dict[str, str]:
     return {n.track: "bass" for n in notes if n.track.split("-")[0] in ("Bass", "Walk")}
 
 
-def render(progressions: list[list[list[str]]], groove: str, tempo_bpm: float,
-           out_mid: Path) -> None:
+def render(
+    progressions: list[list[list[str]]], groove: str, tempo_bpm: float, out_mid: Path
+) -> None:
     """Render every progression back to back in one groove into ``out_mid``."""
     lines = [f"Tempo {tempo_bpm:g}"]
     for bars in progressions:
@@ -155,8 +158,12 @@ def render(progressions: list[list[list[str]]], groove: str, tempo_bpm: float,
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "song.mma"
         script.write_text("\n".join(lines) + "\n")
-        result = subprocess.run(["mma", "-m", "100000", "-f", str(out_mid), str(script)],
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            ["mma", "-m", "100000", "-f", str(out_mid), str(script)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     if result.returncode != 0 or not out_mid.exists():
         reason = (result.stderr or result.stdout).strip().splitlines()
         raise UserError(f"mma failed on groove {groove}: {reason[-1] if reason else 'no output'}")
@@ -178,8 +185,11 @@ def render_genre(genre: str, names: list[str]) -> list[BandPiece]:
             for piece, prog in zip(pieces, progressions):
                 steps = len(prog) * STEPS_PER_BAR
                 begin, end = bar * BEATS_PER_BAR, (bar + len(prog)) * BEATS_PER_BAR
-                shifted = [replace(n, start=n.start - begin, end=n.end - begin)
-                           for n in notes if begin <= n.start < end]
+                shifted = [
+                    replace(n, start=n.start - begin, end=n.end - begin)
+                    for n in notes
+                    if begin <= n.start < end
+                ]
                 parts = grid_parts(shifted, steps, swing=style.swing, roles=mma_roles(shifted))
                 melody_pitch = np.full(steps, REST, np.int16)
                 melody_onset = np.zeros(steps, bool)
@@ -197,8 +207,12 @@ def _cache_path(genre: str) -> Path:
 
 def _recipe_key(genre: str) -> str:
     """A hash of everything the cached windows depend on."""
-    recipe = {"version": CACHE_VERSION, "style": STYLES[genre].__dict__, "mma": mma_version(),
-              "split": chorales.load_split()}
+    recipe = {
+        "version": CACHE_VERSION,
+        "style": STYLES[genre].__dict__,
+        "mma": mma_version(),
+        "split": chorales.load_split(),
+    }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=list).encode()).hexdigest()
 
 
@@ -219,9 +233,12 @@ def load_style_split(genre: str, bars: int = 4) -> dict[str, Windows]:
                 return {part: _from_npz(z, part) for part in split}
     names = [n for part in split.values() for n in part]
     pieces = render_genre(genre, names)
-    sets = {part: band_windows([p for p in pieces if p.name in set(members)], bars,
-                               grooves=STYLES[genre].grooves)
-            for part, members in split.items()}
+    sets = {
+        part: band_windows(
+            [p for p in pieces if p.name in set(members)], bars, grooves=STYLES[genre].grooves
+        )
+        for part, members in split.items()
+    }
     arrays = {"key": np.array(key), "bars": np.array(bars)}
     for part, w in sets.items():
         for column in fields(Windows):
@@ -229,8 +246,9 @@ def load_style_split(genre: str, bars: int = 4) -> dict[str, Windows]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:
         np.savez_compressed(f, allow_pickle=False, **arrays)  # as it is read back
-    log.info("style=%s cached=%s %s", genre, path,
-             " ".join(f"{p}={len(w)}" for p, w in sets.items()))
+    log.info(
+        "style=%s cached=%s %s", genre, path, " ".join(f"{p}={len(w)}" for p, w in sets.items())
+    )
     return sets
 
 

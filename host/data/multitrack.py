@@ -95,8 +95,14 @@ def read_notes(path: str | Path) -> tuple[list[MidiNote], mido.MidiFile]:
     return notes, mid
 
 
-def _close(notes: list[MidiNote], began: tuple[int, int], key: tuple[int, int], now: int,
-           tpb: int, track: str) -> None:
+def _close(
+    notes: list[MidiNote],
+    began: tuple[int, int],
+    key: tuple[int, int],
+    now: int,
+    tpb: int,
+    track: str,
+) -> None:
     start, program = began
     notes.append(MidiNote(key[1], start / tpb, max(now, start) / tpb, key[0], program, track))
 
@@ -122,16 +128,24 @@ def to_step(beats: float, swing: bool = False) -> int:
     return round((unswing(beats) if swing else beats) * STEPS_PER_BEAT)
 
 
-def grid_parts(notes: Iterable[MidiNote], n_steps: int, swing: bool = False,
-               roles: Mapping[str, str | None] | None = None) -> dict[str, GridPart]:
+def grid_parts(
+    notes: Iterable[MidiNote],
+    n_steps: int,
+    swing: bool = False,
+    roles: Mapping[str, str | None] | None = None,
+) -> dict[str, GridPart]:
     """Notes -> one :class:`GridPart` per role (all of :data:`ROLES`, empty if unused).
 
     ``roles`` may name a role per track name, overriding the program family (a user's
     file may call its piano track "bass"); ``None`` drops the track.
     """
-    parts = {r: GridPart(np.zeros((n_steps, len(DRUM_CLASSES) if r == "drums" else 128), bool),
-                         np.zeros((n_steps, len(DRUM_CLASSES) if r == "drums" else 128), bool))
-             for r in ROLES}
+    parts = {
+        r: GridPart(
+            np.zeros((n_steps, len(DRUM_CLASSES) if r == "drums" else 128), bool),
+            np.zeros((n_steps, len(DRUM_CLASSES) if r == "drums" else 128), bool),
+        )
+        for r in ROLES
+    }
     for n in notes:
         role = roles[n.track] if roles and n.track in roles else role_of(n.program, n.channel)
         if role is None:

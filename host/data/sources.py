@@ -29,13 +29,22 @@ def genre_config(genre: str) -> tuple[GeneratorConfig, dict[str, int]]:
     if genre == "chorale":
         return GeneratorConfig(), {}
     grooves = STYLES[genre].grooves if genre in STYLES else ()
-    cfg = GeneratorConfig(**BAND, n_drum_classes=len(DRUM_CLASSES), grooves=grooves,
-                          widths=(96, 128, 160, 192), critic_widths=(64, 96, 128, 160))
+    cfg = GeneratorConfig(
+        **BAND,
+        n_drum_classes=len(DRUM_CLASSES),
+        grooves=grooves,
+        widths=(96, 128, 160, 192),
+        critic_widths=(64, 96, 128, 160),
+    )
     return cfg, {"steps_per_epoch": 100, "patience": 4}
 
 
-def load_windows(genre: str, data_folder: str | Path | None = None,
-                 melody_track: str | None = None, bars: int = 4) -> dict[str, Windows]:
+def load_windows(
+    genre: str,
+    data_folder: str | Path | None = None,
+    melody_track: str | None = None,
+    bars: int = 4,
+) -> dict[str, Windows]:
     """Train/validation/test windows: a user's folder, the chorales, or an MMA style."""
     if data_folder is not None:
         return load_folder(data_folder, melody_track, bars)
@@ -43,13 +52,18 @@ def load_windows(genre: str, data_folder: str | Path | None = None,
         return chorale_split(bars)
     if genre in STYLES:
         return load_style_split(genre, bars)
-    raise UserError(f"no data for genre {genre!r}: shipped recipes are chorale, "
-                    f"{', '.join(STYLES)}; for your own music give --data FOLDER")
+    raise UserError(
+        f"no data for genre {genre!r}: shipped recipes are chorale, "
+        f"{', '.join(STYLES)}; for your own music give --data FOLDER"
+    )
 
 
 def chorale_split(bars: int = 4) -> dict[str, Windows]:
     """The chorale windows of each set of the committed split, a bar apart."""
     by_name = {c.name: c for c in chorales.load_chorales()}
-    return {part: Windows.voices_only(*chorales.windows(
-                [by_name[n] for n in names if n in by_name], bars=bars, hop_bars=1))
-            for part, names in chorales.load_split().items()}
+    return {
+        part: Windows.voices_only(
+            *chorales.windows([by_name[n] for n in names if n in by_name], bars=bars, hop_bars=1)
+        )
+        for part, names in chorales.load_split().items()
+    }

@@ -45,12 +45,21 @@ class Windows:
     def voices_only(cls, pitch: np.ndarray, onset: np.ndarray, names: list[str]) -> Windows:
         """Chorale windows: (N, 4, T) voices, the first being the melody."""
         n, _, steps = pitch.shape
-        return cls(pitch[:, 0], onset[:, 0], pitch[:, 1:], onset[:, 1:],
-                   np.zeros((n, 0, steps, 128), bool), np.zeros((n, 0, steps), bool),
-                   np.zeros((n, 0, steps, 0), bool), list(names), np.zeros(n, np.int32))
+        return cls(
+            pitch[:, 0],
+            onset[:, 0],
+            pitch[:, 1:],
+            onset[:, 1:],
+            np.zeros((n, 0, steps, 128), bool),
+            np.zeros((n, 0, steps), bool),
+            np.zeros((n, 0, steps, 0), bool),
+            list(names),
+            np.zeros(n, np.int32),
+        )
 
-    def transposed(self, rng: np.random.Generator, low: int, high: int,
-                   max_shift: int = 6) -> Windows:
+    def transposed(
+        self, rng: np.random.Generator, low: int, high: int, max_shift: int = 6
+    ) -> Windows:
         """Each window shifted by a random semitone count that keeps every pitch in
         [low, high]; a window that no shift fits stays as it is. Every key once."""
         n = len(self)
@@ -79,8 +88,9 @@ class Windows:
         if poly.shape[1]:
             for i, k in enumerate(shift):
                 poly[i] = np.roll(poly[i], k, axis=-1)
-        return replace(self, melody_pitch=move(self.melody_pitch),
-                       mono_pitch=move(self.mono_pitch), poly=poly)
+        return replace(
+            self, melody_pitch=move(self.melody_pitch), mono_pitch=move(self.mono_pitch), poly=poly
+        )
 
     def arrays(self, cfg: GeneratorConfig) -> dict[str, np.ndarray]:
         """Model input and targets: melody (N, T, P, 2); per kind, targets and onsets."""

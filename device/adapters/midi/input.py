@@ -53,8 +53,8 @@ import mido
 from deepkeys.device.adapters.midi.backends import Closer, RawCallback, rtmidi_api
 from deepkeys.device.adapters.midi.backends.rtmidi import RtMidiPorts
 from deepkeys.device.adapters.midi.backends.sim import SIM_PORT, SimPorts
-from deepkeys.device.log import kv
 from deepkeys.device.events import ControlChange, NoteOff, NoteOn, PitchBend
+from deepkeys.device.log import kv
 from deepkeys.device.worker import Worker
 
 if TYPE_CHECKING:
@@ -112,12 +112,21 @@ class MidiInput(Worker):
     >>> midi.close()
     """
 
-    def __init__(self, events: queue.Queue, backend: str = "alsa", *,
-                 ports: Sequence[str] = (), client_name: str = "deepkeys",
-                 virtual_port: str | None = None, poll_s: float = 0.5,
-                 read_s: float = 0.001, queue_limit: int = 1024, watch: bool = True,
-                 clock: Callable[[], float] = time.monotonic,
-                 on_event: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        events: queue.Queue,
+        backend: str = "alsa",
+        *,
+        ports: Sequence[str] = (),
+        client_name: str = "deepkeys",
+        virtual_port: str | None = None,
+        poll_s: float = 0.5,
+        read_s: float = 0.001,
+        queue_limit: int = 1024,
+        watch: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        on_event: Callable[[Any], None] | None = None,
+    ) -> None:
         super().__init__()
         self.events = events
         self.on_event = on_event
@@ -128,13 +137,13 @@ class MidiInput(Worker):
         self._filters = [p.lower() for p in ports if p]
         self._clock = clock
         self._poll_s = poll_s
-        self._lock = threading.Lock()        # counts, pending, sounding: shared by callbacks
-        self._scan_lock = threading.Lock()   # the connection table
+        self._lock = threading.Lock()  # counts, pending, sounding: shared by callbacks
+        self._scan_lock = threading.Lock()  # the connection table
         self._counts: Counter[str] = Counter()
         self._pending: OrderedDict[tuple, Any] = OrderedDict()
         self._sounding: set[int] = set()
         self._conns: dict[str, Closer] = {}
-        self._failed: dict[str, str] = {}    # port -> last error, so it is logged once
+        self._failed: dict[str, str] = {}  # port -> last error, so it is logged once
         self._connects = 0
         self._disconnects = 0
         self._logged_counts: Counter[str] = Counter()
@@ -165,8 +174,9 @@ class MidiInput(Worker):
         """The configured backend, port filters and virtual port; ``options`` (``on_event``,
         ``queue_limit``...) go to the constructor."""
         m = cfg.midi
-        return cls(events, backend=m.api, ports=m.input_ports,
-                   virtual_port=m.virtual_port_name, **options)
+        return cls(
+            events, backend=m.api, ports=m.input_ports, virtual_port=m.virtual_port_name, **options
+        )
 
     # --- lifetime: close() (``Worker``) stops the watcher, then this closes every port
     def _release(self) -> None:
@@ -246,6 +256,7 @@ class MidiInput(Worker):
             except Exception:  # nothing may escape into the reader (or the sim's sender)
                 with self._lock:
                     self._counts["error"] += 1
+
         return on_bytes
 
     def _on_bytes(self, data: Sequence[int]) -> None:
@@ -291,8 +302,9 @@ class MidiInput(Worker):
 
     def _hold(self, event: Any) -> None:
         """No room: drop what can be lost, keep the latest state of everything else."""
-        if isinstance(event, NoteOn) or (isinstance(event, NoteOff)
-                                         and event.note not in self._sounding):
+        if isinstance(event, NoteOn) or (
+            isinstance(event, NoteOff) and event.note not in self._sounding
+        ):
             self._counts["dropped"] += 1
             return
         if isinstance(event, NoteOff):
@@ -367,10 +379,12 @@ class MidiInput(Worker):
         if now - self._logged_at < every_s:
             return
         with self._lock:
-            trouble = {k: self._counts[k] for k in ("invalid", "sysex", "dropped", "coalesced",
-                                                      "error")}
-        new = {k: v - self._logged_counts[k] for k, v in trouble.items()
-               if v > self._logged_counts[k]}
+            trouble = {
+                k: self._counts[k] for k in ("invalid", "sysex", "dropped", "coalesced", "error")
+            }
+        new = {
+            k: v - self._logged_counts[k] for k, v in trouble.items() if v > self._logged_counts[k]
+        }
         if new:
             log.warning(kv(event="midi_sanitized", **new))
             self._logged_counts.update(new)

@@ -37,4 +37,3 @@ def rtmidi_api(backend: str) -> str | None:
     else:
         raise UserError(f"unknown MIDI backend {backend!r} (choose from {', '.join(BACKENDS)})")
     return None if mido_name is None else mido_name.split("/", 1)[1]
-

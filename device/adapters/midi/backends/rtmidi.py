@@ -39,12 +39,11 @@ class RtMidiPorts:
         try:
             # rtmidi's queue between its thread and our reader: 4096 messages is
             # seconds of any keyboard, and its overflow is a drop, never a block.
-            return self._rtmidi.MidiIn(rtapi=self.api, name=self.client_name,
-                                       queue_size_limit=4096)
+            return self._rtmidi.MidiIn(rtapi=self.api, name=self.client_name, queue_size_limit=4096)
         except self._rtmidi.RtMidiError as exc:
             hint = {
                 self._rtmidi.API_LINUX_ALSA: " (no ALSA sequencer: is /dev/snd/seq there?"
-                                             " the 'jack' and 'sim' backends need none)",
+                " the 'jack' and 'sim' backends need none)",
                 self._rtmidi.API_UNIX_JACK: " (start jackd, or use the 'alsa' or 'sim' backend)",
             }.get(self.api, "")
             raise UserError(f"MIDI input unavailable: {exc}{hint}") from exc
@@ -128,4 +127,3 @@ class RtMidiPorts:
                 midi_in.delete()
             self._readers.clear()
         self._lister.delete()
-

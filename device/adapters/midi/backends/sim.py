@@ -72,4 +72,3 @@ class SimPorts:
 
     def close(self) -> None:
         pass
-
