@@ -1,9 +1,10 @@
 """The daemon's vocabulary: small plain messages between its threads.
 
-MIDI and GPIO callbacks only turn what happened into one of these *events* and
-put it on the main loop's queue. The state machine (``state.py``) reads events and
-answers with *actions*, which the daemon carries out. Neither side does I/O
-itself, so the whole appliance logic is testable without hardware.
+MIDI and GPIO callbacks only turn what happened into one of these *events* and put
+it on the main loop's queue. The state machine
+(:mod:`~deepkeys.device.appliance.state`) reads events and answers with *actions*,
+which the daemon carries out. Neither side does I/O itself, so the whole appliance
+logic is testable without hardware.
 
 Times are ``time.monotonic()`` seconds.
 """

@@ -1,6 +1,6 @@
 """Does the recording hold the saved composition? Per track, as the genre's card describes it.
 
-The card (``device/card.py``) says which tracks a genre has. A melodic track (the
+The card (``device/generation/card.py``) says which tracks a genre has. A melodic track (the
 chorale's alto, tenor and bass; a rock bass) is checked note by note: the note's
 fundamental must stand out of its neighbourhood in the captured audio while the
 .mid says it sounds. A drum track (card ``is_drum``, or MIDI channel 9) is checked
@@ -28,14 +28,7 @@ from .analysis import MidiNote, high_flux, match_delay, midi_hz, pitch_energy
 
 MIN_NOTE_S = 0.15  # shorter notes give too few cycles of a low fundamental
 SETTLE_S = 0.03
-PARTIALS = (
-    0,
-    12,
-    19,
-    24,
-    28,
-    31,
-)  # semitones from a fundamental to its first 6 partials  # skip the attack: the spectrum is clean once the note speaks
+PARTIALS = (0, 12, 19, 24, 28, 31)  # semitones from a fundamental to its first 6 partials
 
 
 @dataclass(frozen=True)

@@ -195,8 +195,8 @@ models = [{models}]
             self._notify.settimeout(0.2)
             self._spawn(self._read_notify, "hil-notify")
         ready_before = self.count_notify("READY=1")
-        log = open(self.log_path, "ab")
-        try:
+        # The daemon holds its own copy of the descriptor; ours closes at once.
+        with open(self.log_path, "ab") as log:
             self.proc = proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -212,8 +212,6 @@ models = [{models}]
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
             )
-        finally:
-            log.close()
         self.wait_for(
             lambda: self.count_notify("READY=1") > ready_before or proc.poll(),
             READY_TIMEOUT_S,

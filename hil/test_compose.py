@@ -1,4 +1,5 @@
-"""Record 4 bars through the ports with a count-in, GENRE, GENERATE: what plays is what was saved."""
+"""Record 4 bars through the ports with a count-in, GENRE, GENERATE: what plays is what was
+saved."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_record_genre_generate_plays_and_saves_what_it_played(make_rig, target) 
 
     genres = rig.status()["genres"]
     assert target in genres, f"{target} is not installed ({genres})"
-    for presses in range(1, len(genres) + 1):  # GENRE steps through the installed genres
+    for _ in genres:  # GENRE steps through the installed genres
         before = rig.status()["genre"]
         rig.press("genre")
         time.sleep(0.2)  # the status snapshot is rebuilt every 50 ms

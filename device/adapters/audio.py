@@ -64,6 +64,28 @@ def never_blocks(device: str) -> bool:
     return device == "null" or device.startswith("file:") or "null" in device.split(",")[-1]
 
 
+def open_pcm(device: str, rate: int, periodsize: int, periods: int) -> Any:
+    """An ALSA playback PCM, 16-bit stereo; a device that will not open is one UserError line."""
+    try:
+        import alsaaudio
+    except ImportError:
+        raise UserError("pyalsaaudio is not installed (pip install pyalsaaudio)") from None
+    try:
+        # By keyword: pyalsaaudio's positional order is not the obvious one.
+        return alsaaudio.PCM(
+            type=alsaaudio.PCM_PLAYBACK,
+            mode=alsaaudio.PCM_NORMAL,
+            device=device,
+            rate=rate,
+            channels=2,
+            format=alsaaudio.PCM_FORMAT_S16_LE,
+            periodsize=periodsize,
+            periods=periods,
+        )
+    except alsaaudio.ALSAAudioError as exc:
+        raise UserError(f"audio device {device!r}: cannot open it ({exc})") from None
+
+
 @dataclass(slots=True)
 class BlockInfo:
     """What one block held, handed to the ``on_block`` hook once the block is
@@ -255,24 +277,9 @@ class AudioOutput:
 
     # ---------------------------------------------------------------- the thread
     def _open(self) -> Any:
-        try:
-            import alsaaudio
-        except ImportError:
-            raise UserError("pyalsaaudio is not installed (pip install pyalsaaudio)") from None
-        try:
-            # By keyword: pyalsaaudio's positional order is not the obvious one.
-            pcm = alsaaudio.PCM(
-                type=alsaaudio.PCM_PLAYBACK,
-                mode=alsaaudio.PCM_NORMAL,
-                device=self.device,
-                rate=self.rate,
-                channels=2,
-                format=alsaaudio.PCM_FORMAT_S16_LE,
-                periodsize=self.periodsize,
-                periods=self.periods,
-            )
-        except alsaaudio.ALSAAudioError as exc:
-            raise UserError(f"audio device {self.device!r}: cannot open it ({exc})") from None
+        import alsaaudio
+
+        pcm = open_pcm(self.device, self.rate, self.periodsize, self.periods)
         self._alsa_error = alsaaudio.ALSAAudioError
         info = pcm.info()
         if info["rate"] != self.rate or info["channels"] != 2:

@@ -376,7 +376,7 @@ class ControlClient:
     >>> ControlClient("/nonexistent/control.sock").request("status")
     Traceback (most recent call last):
     ...
-    deepkeys.device.errors.UserError: deepkeys daemon is not running (no socket at /nonexistent/control.sock)
+    deepkeys.device.errors.UserError: deepkeys daemon is not running (no socket at /nonexistent/...)
     """
 
     def __init__(self, path: str | os.PathLike = DEFAULT_PATH, timeout: float = 5.0) -> None:

@@ -1,10 +1,11 @@
 """The live synthesizer: FluidSynth with the General MIDI SoundFont, pulled block by block.
 
-No audio driver runs inside FluidSynth. Our audio thread (``audio.py``) asks for
-one period at a time with :meth:`Synth.render`, which is the only place where the
-FluidSynth engine is touched while audio runs. Every other method only appends a
-small tuple to a lock-free queue (a ``collections.deque``), so the MIDI side never
-blocks the audio thread and the audio thread never waits on the MIDI side.
+No audio driver runs inside FluidSynth. Our audio thread
+(:mod:`~deepkeys.device.adapters.audio`) asks for one period at a time with
+:meth:`Synth.render`, which is the only place where the FluidSynth engine is touched
+while audio runs. Every other method only appends a small tuple to a lock-free queue
+(a ``collections.deque``), so the MIDI side never blocks the audio thread and the
+audio thread never waits on the MIDI side.
 
 Channels: the keys play on ``LIVE_CHANNEL`` (0); the sequencer plays the
 accompaniment on the others (drums on 9); the metronome clicks on
@@ -67,8 +68,8 @@ BlockEvent = tuple[int, int, int, int, int]
 class Synth:
     """A General MIDI synth that renders int16 stereo blocks on demand.
 
-    ``soundfont`` is a path or "auto" (:func:`~deepkeys.device.soundfont.resolve_soundfont`); a missing or
-    broken file raises :class:`UserError`. ``polyphony`` bounds the CPU cost on
+    ``soundfont`` is a path or "auto" (see :func:`~deepkeys.device.soundfont.resolve_soundfont`);
+    a missing or broken file raises :class:`UserError`. ``polyphony`` bounds the CPU cost on
     a Pi: FluidSynth steals the oldest voices beyond it.
 
     MIDI methods may be called from any thread. :meth:`render` must be called

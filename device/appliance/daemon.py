@@ -13,7 +13,7 @@ Threads, as DESIGN.md fixes them:
   (``do_<action>`` below, one method per name in ``events.ACTIONS``);
 - one generation worker runs inference and posts ``GenerationDone`` back;
 - one save worker writes takes and compositions (and runs ``publish.command``);
-- the audio thread (``audio.py``) renders the synth and the sequencer.
+- the audio thread (:mod:`~deepkeys.device.adapters.audio`) renders the synth and the sequencer.
 
 The loop also sends ``Tick`` every ``TICK_S``, feeds systemd's watchdog (so a stalled
 loop gets the service restarted) and replaces the status snapshot that the control

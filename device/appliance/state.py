@@ -1,7 +1,7 @@
 """The appliance as a state machine: events in, actions out, no I/O and no threads.
 
 The daemon's main loop owns one :class:`Appliance`. It hands every event
-(``events.py``) to :meth:`Appliance.handle` and carries out the actions it gets
+(:mod:`~deepkeys.device.events`) to :meth:`Appliance.handle` and carries out the actions it gets
 back, in order. Nothing here touches hardware, clocks or files, so every path
 through the panel is a plain unit test.
 

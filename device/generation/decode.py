@@ -116,7 +116,8 @@ def decode_poly(
     fires, the likeliest ``max_notes`` at most, all lasting the whole chord.
 
     >>> probs = np.array([[0.9, 0.8, 0.1]] * 4)
-    >>> decode_poly(probs, np.array([1.0, 0, 1.0, 0]), pitch_low=60)    # doctest: +NORMALIZE_WHITESPACE
+    >>> onsets = np.array([1.0, 0, 1.0, 0])
+    >>> decode_poly(probs, onsets, pitch_low=60)          # doctest: +NORMALIZE_WHITESPACE
     [Note(pitch=60, start=0, end=2, velocity=96), Note(pitch=61, start=0, end=2, velocity=96),
      Note(pitch=60, start=2, end=4, velocity=96), Note(pitch=61, start=2, end=4, velocity=96)]
     """

@@ -145,7 +145,7 @@ class Generator:
         sounding = pitch[pitch != REST]
         if not len(sounding):
             return 0
-        return int(round((self.card.melody_center - float(np.median(sounding))) / 12.0)) * 12
+        return round((self.card.melody_center - float(np.median(sounding))) / 12.0) * 12
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 A genre is installed when its card ``<genre>.json`` is in one of the model folders;
 the card names its ``<genre>.tflite`` beside it, and loading the card says so in
-one line when that file is missing or does not match. Earlier folders win, so a model deployed to the state
-directory overrides the one shipped with the code.
+one line when that file is missing or does not match. Earlier folders win, so a
+model deployed to the state directory overrides the one shipped with the code.
 """
 
 from __future__ import annotations

@@ -388,9 +388,8 @@ def bench_startup(runs: int = 5, config: str | Path | None = None) -> StartupBen
                 proc.wait(timeout=15)
                 notify.close()
 
-    print(
-        f"bench startup: runs={runs} config={config or 'hardware-free (sim MIDI, null audio, mock pins)'}"
-    )
+    described = config or "hardware-free (sim MIDI, null audio, mock pins)"
+    print(f"bench startup: runs={runs} config={described}")
     print("| what | median | max |\n|---|---|---|")
     print(f"| start to READY (s) | {np.median(result.ready_s):.2f} | {max(result.ready_s):.2f} |")
     print(

@@ -12,7 +12,7 @@ opens them itself, briefly, as the daemon would.
     >>> print(format_table(rows))                          # doctest: +SKIP
     check            result  reason
     config           ok      /nonexistent/config.toml (no such file: all defaults)
-    daemon           FAIL    deepkeys daemon is not running (no socket at /run/deepkeys/control.sock)
+    daemon           FAIL    deepkeys daemon is not running (no socket at /run/deepkeys/...)
     ...
 """
 
@@ -138,21 +138,9 @@ def check_audio(cfg: Config, status: dict[str, Any] | None) -> Check:
             True,
             f"{got.get('device')} held by the daemon: {want}, underruns {got.get('underruns')}",
         )
-    import alsaaudio
+    from deepkeys.device.adapters.audio import open_pcm
 
-    try:
-        pcm = alsaaudio.PCM(
-            type=alsaaudio.PCM_PLAYBACK,
-            mode=alsaaudio.PCM_NORMAL,
-            device=a.device,
-            rate=a.rate,
-            channels=2,
-            format=alsaaudio.PCM_FORMAT_S16_LE,
-            periodsize=a.period,
-            periods=a.periods,
-        )
-    except alsaaudio.ALSAAudioError as exc:
-        return Check("audio", False, f"{a.device}: cannot open it ({exc})")
+    pcm = open_pcm(a.device, a.rate, a.period, a.periods)  # a UserError is the row's reason
     try:
         info = pcm.info()
     finally:

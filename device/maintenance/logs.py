@@ -1,7 +1,8 @@
 """``deepkeys logs``: the daemon's journal, through ``journalctl``.
 
->>> journal_argv(since="1 hour ago", follow=True)
-['journalctl', '--unit', 'deepkeys.service', '--output', 'short-iso', '--no-pager', '--since', '1 hour ago', '--follow']
+>>> journal_argv(since="1 hour ago", follow=True)  # doctest: +NORMALIZE_WHITESPACE
+['journalctl', '--unit', 'deepkeys.service', '--output', 'short-iso', '--no-pager',
+ '--since', '1 hour ago', '--follow']
 """
 
 from __future__ import annotations

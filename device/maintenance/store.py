@@ -55,7 +55,7 @@ def check_genre_name(genre: str) -> str:
     >>> check_genre_name("../etc")
     Traceback (most recent call last):
     ...
-    deepkeys.device.errors.UserError: bad genre name '../etc': no '/', no leading '.', no control characters, 1..100 characters
+    deepkeys.device.errors.UserError: bad genre name '../etc': no '/', no leading '.', ...
     """
     if (
         not 1 <= len(genre) <= 100

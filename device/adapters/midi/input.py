@@ -2,7 +2,7 @@
 
 ``MidiInput`` connects to every hardware MIDI source it can see (or to those whose
 names contain a configured substring), turns each message into an event from
-``events.py`` and puts it on the caller's queue. A watcher thread polls the port
+:mod:`~deepkeys.device.events` and puts it on the caller's queue. A watcher thread polls the port
 list, so a keyboard that is unplugged and plugged back is picked up again.
 
 Backends are chosen by name, as mido chooses its backends:
