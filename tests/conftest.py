@@ -1,15 +1,18 @@
-"""Shared test helpers: run the real CLI, write small MIDI files, a real sshd on loopback."""
+"""Shared test helpers: run the real CLI, write small MIDI files, read the systemd unit, a real
+sshd on loopback."""
 
 from __future__ import annotations
 
+import configparser
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import mido
 import pytest
@@ -18,8 +21,12 @@ REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
 MELODIES = REPO / "device" / "melodies"
 
+T = TypeVar("T")
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+
+def run_cli(
+    *args: str | os.PathLike[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``deepkeys ARGS`` in a fresh interpreter, as a user would run it."""
     return subprocess.run(
         [sys.executable, "-m", "deepkeys.device.cli", *map(str, args)],
@@ -30,8 +37,9 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def wait_for(check: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
-    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` s."""
+def wait_for(check: Callable[[], T], timeout: float = 10.0, what: str = "") -> T:
+    """Poll ``check`` until it returns something truthy (and return it), or fail after
+    ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -43,7 +51,7 @@ def wait_for(check: Callable[[], object], timeout: float = 10.0, what: str = "")
 
 
 def write_midi(
-    path: Path, notes: list[tuple[int, float, float]], bpm: float = 120, channel: int = 0
+    path: Path, notes: Sequence[tuple[int, float, float]], bpm: float = 120, channel: int = 0
 ) -> Path:
     """A type-0 MIDI file from (pitch, start beat, length in beats) tuples."""
     tpb = 480
@@ -71,6 +79,22 @@ def write_midi(
         now = tick
     mido.MidiFile(type=0, ticks_per_beat=tpb, tracks=[track]).save(path)
     return path
+
+
+class UnitParser(configparser.ConfigParser):
+    """A parser for a systemd unit file: keys keep their case, values their ``%`` signs.
+
+    >>> parser = UnitParser()
+    >>> parser.read_dict({"Service": {"ExecStart": "/bin/echo 100%"}})
+    >>> dict(parser["Service"])
+    {'ExecStart': '/bin/echo 100%'}
+    """
+
+    def __init__(self) -> None:
+        super().__init__(strict=False, interpolation=None, delimiters=("=",))
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr  # systemd keys are case-sensitive
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +136,7 @@ def _keygen(path: Path) -> None:
 
 
 @pytest.fixture
-def sshd(tmp_path: Path):
+def sshd(tmp_path: Path) -> Iterator[Path]:
     """A real sshd on loopback; yields the ssh_config file the client must use."""
     if not Path(SSHD).exists() or shutil.which("ssh") is None:
         pytest.skip(f"no OpenSSH server at {SSHD} or no ssh client (apt install openssh-server)")
@@ -154,29 +178,28 @@ Host *
   LogLevel ERROR
 """)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
-    log = open(d / "sshd.log", "w")
-    proc = subprocess.Popen(
-        [SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                return True
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(up, timeout=15, what="sshd to listen")
-        if proc.poll() is not None:
-            log.flush()
-            reason = (d / "sshd.log").read_text().strip().splitlines()[-1:] or ["no output"]
-            pytest.skip(f"sshd did not start: {reason[0]}")
-        yield config
-    finally:
-        proc.terminate()  # by PID, whatever the test did
+    with open(d / "sshd.log", "w") as log:
+        proc = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stdout=log, stderr=subprocess.STDOUT
+        )
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+
+            def up() -> bool:
+                if proc.poll() is not None:
+                    return True
+                with socket.socket() as s:
+                    return s.connect_ex(("127.0.0.1", port)) == 0
+
+            wait_for(up, timeout=15, what="sshd to listen")
+            if proc.poll() is not None:
+                log.flush()
+                reason = (d / "sshd.log").read_text().strip().splitlines()[-1:] or ["no output"]
+                pytest.skip(f"sshd did not start: {reason[0]}")
+            yield config
+        finally:
+            proc.terminate()  # by PID, whatever the test did
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -157,9 +157,11 @@ def test_realtime_priority_is_asked_for_and_logged_once(
     soundfont: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     synth = Synth(soundfont)
-    with caplog.at_level(logging.INFO, logger="deepkeys.device.adapters.audio"):
-        with AudioOutput(synth, device="null", pace=True) as out:
-            assert out.wait_periods(20)
+    with (
+        caplog.at_level(logging.INFO, logger="deepkeys.device.adapters.audio"),
+        AudioOutput(synth, device="null", pace=True) as out,
+    ):
+        assert out.wait_periods(20)
     synth.close()
     lines = [r.getMessage() for r in caplog.records if "realtime=" in r.getMessage()]
     assert len(lines) == 1

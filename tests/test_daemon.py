@@ -3,7 +3,6 @@ chorale model, the control socket and sd_notify; plus the CLI around it and the 
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import pytest
 
 from deepkeys.device.config import hardware_free_config
 
-from conftest import MODELS, REPO, run_cli, wait_for
+from conftest import MODELS, REPO, UnitParser, run_cli, wait_for
 
 UNIT = REPO / "systemd" / "deepkeys.service"
 
@@ -52,7 +51,7 @@ command = ["{sys.executable}", "-c", "import shutil, sys; shutil.copy(*sys.argv[
     return path
 
 
-def deepkeys_run(config: Path, env: dict[str, str]) -> subprocess.Popen:
+def deepkeys_run(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "deepkeys.device.cli", "run", "--config", str(config)],
         env={**os.environ, **env},
@@ -74,7 +73,7 @@ def test_run_notifies_ready_feeds_the_watchdog_and_stops_on_sigterm(config_file,
         config_file, {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"}
     )  # fed every 0.2 s
     try:
-        messages = []
+        messages: list[str] = []
         while not any(m.startswith("READY=1") for m in messages):
             messages.append(sock.recv(4096).decode())
         for _ in range(3):  # the watchdog keeps coming after READY
@@ -99,6 +98,7 @@ def test_run_notifies_ready_feeds_the_watchdog_and_stops_on_sigterm(config_file,
             pass
         assert "STOPPING=1" in rest
         assert not (tmp_path / "ctl.sock").exists()
+        assert proc.stdout is not None  # deepkeys_run pipes it
         log = proc.stdout.read()
         assert "event=stopped" in log
         assert "event=model_skipped genre=polka" in log
@@ -157,6 +157,7 @@ def test_record_generate_play_stop(config_file, tmp_path, chorale_card):
     status = lambda: daemon.snapshot  # noqa: E731
     press = lambda name: client.request("press", button=name)  # noqa: E731
     keys = daemon.midi
+    assert keys is not None  # the config's sim keyboard
     try:
         wait_for(lambda: status()["state"] == "idle", what="idle")
         assert press("nonsense") == {
@@ -250,8 +251,7 @@ def test_a_full_disk_is_logged_and_counted_never_fatal(config_file, tmp_path):
 
 # --------------------------------------------------------------------------- the unit file
 def test_unit_file_is_valid_and_says_what_the_daemon_needs(tmp_path):
-    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
-    parser.optionxform = str  # systemd keys are case-sensitive
+    parser = UnitParser()
     parser.read(UNIT)
     service = parser["Service"]
     expected = {

@@ -57,7 +57,9 @@ def daemon(device: dict):
         loop.join(timeout=15)
 
 
-def deploy(sshd: Path, device: dict, *args: str, dest: str = "root@deepkeys-pi"):
+def deploy(
+    sshd: Path, device: dict, *args: str | os.PathLike[str], dest: str = "root@deepkeys-pi"
+) -> subprocess.CompletedProcess[str]:
     return run_cli(
         "deploy",
         dest,
@@ -333,7 +335,8 @@ def test_deploy_never_imports_tensorflow(tmp_path):
     code = (
         "import sys\n"
         "from deepkeys.device.cli import main\n"
-        f"rc = main(['deploy', 'me@pi', '--models', 'chorale', '--from', {str(MODELS)!r}, '-F', {str(config)!r}])\n"
+        "rc = main(['deploy', 'me@pi', '--models', 'chorale', "
+        f"'--from', {str(MODELS)!r}, '-F', {str(config)!r}])\n"
         "print(rc, sorted(m for m in ('tensorflow', 'keras', 'music21') if m in sys.modules))\n"
     )
     result = subprocess.run(

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from deepkeys.device.maintenance.install import System
+
 from conftest import REPO, run_cli
 
 
-class FakeSystem:
+class FakeSystem(System):
     """A fresh Debian 12 as far as the install can tell: it records each command and
-    updates its state as the real command would."""
+    updates its state as the real command would. It overrides every method of
+    :class:`System` (which mypy holds to the real signatures), so none reaches the machine."""
 
     def __init__(self, packages: Sequence[str] = (), users: dict | None = None) -> None:
         self.packages = set(packages)
@@ -170,20 +173,17 @@ def test_code_under_home_is_refused_in_one_line(tmp_path):
 
 
 def test_the_real_system_queries_read_this_machine():
-    from deepkeys.device.maintenance.install import System
-
     system = System()
     assert system.package_installed("openssh-server") is True  # make test installs it
     assert system.package_installed("deepkeys-no-such-package") is False
     assert system.group_exists("root") and not system.group_exists("deepkeys-no-such-group")
-    assert "root" in system.user_groups("root")
+    root_groups = system.user_groups("root")
+    assert root_groups is not None and "root" in root_groups
     assert system.user_groups("deepkeys-no-such-user") is None
     assert system.works([str(REPO / ".venv" / "bin" / "python"), "-c", "import deepkeys"])
 
 
 def test_cli_dry_run_on_this_machine_plans_without_changing_it(tmp_path):
-    from deepkeys.device.maintenance.install import System
-
     result = run_cli("install", "--dry-run", "--root", tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()

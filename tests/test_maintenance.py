@@ -54,6 +54,7 @@ def test_tone_plays_a_c_major_chord_through_alsa(tmp_path, soundfont):
 def test_buttons_lights_each_led_then_shows_each_press(tmp_path):
     from gpiozero.pins.mock import MockFactory
 
+    from deepkeys.device.adapters.panel import Panel
     from deepkeys.device.config import load_config
     from deepkeys.device.events import BUTTONS
     from deepkeys.device.maintenance.buttons import panel_test
@@ -65,15 +66,20 @@ def test_buttons_lights_each_led_then_shows_each_press(tmp_path):
     lines: list[str] = []
     led_states: dict[int, list[bool]] = {}
 
-    def press_all(panel) -> None:
+    def press(panel: Panel, name: str) -> None:
+        """Press and release button ``name``, each time until the panel sees it; a function of
+        its own so that the waits bind this ``name``, not the caller's loop variable."""
+        pin = factory.pin(getattr(cfg.panel.buttons, name))
+        pin.drive_low()  # buttons pull to ground
+        wait_for(lambda: panel.pressed[name], what=f"{name} down")
+        pin.drive_high()
+        wait_for(lambda: not panel.pressed[name], what=f"{name} up")
+
+    def press_all(panel: Panel) -> None:
         for pin in (17, 27, 22, 23):  # the LED phase is over: what did each LED do?
             led_states[pin] = [s.state for s in factory.pin(pin).states]
         for name in BUTTONS:
-            pin = factory.pin(getattr(cfg.panel.buttons, name))
-            pin.drive_low()  # buttons pull to ground
-            wait_for(lambda: panel.pressed[name], what=f"{name} down")
-            pin.drive_high()
-            wait_for(lambda: not panel.pressed[name], what=f"{name} up")
+            press(panel, name)
 
     try:
         seen = panel_test(

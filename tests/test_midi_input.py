@@ -30,13 +30,16 @@ def wait_for(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condit
         time.sleep(0.01)
 
 
-def bare(event):
+MidiEvent = NoteOn | NoteOff | ControlChange | PitchBend
+
+
+def bare(event: MidiEvent) -> MidiEvent:
     """An event without its time, for comparing."""
     return dataclasses.replace(event, t=0.0)
 
 
-def drain(q: queue.Queue) -> list:
-    out = []
+def drain(q: queue.Queue) -> list[MidiEvent]:
+    out: list[MidiEvent] = []
     while True:
         try:
             out.append(q.get_nowait())
@@ -44,9 +47,9 @@ def drain(q: queue.Queue) -> list:
             return out
 
 
-def collect(q: queue.Queue, n: int, timeout: float = 5.0) -> list:
+def collect(q: queue.Queue, n: int, timeout: float = 5.0) -> list[MidiEvent]:
     """Exactly ``n`` events, waiting up to ``timeout``; then checks nothing else came."""
-    out = []
+    out: list[MidiEvent] = []
     deadline = time.monotonic() + timeout
     while len(out) < n:
         try:
@@ -234,6 +237,7 @@ def test_flood_keeps_memory_bounded_and_leaves_no_stuck_notes(keyboards) -> None
         assert len(delivered) + counts["dropped"] + counts.get("coalesced", 0) == 2 * notes
         sounding: set[int] = set()
         for event in delivered:
+            assert isinstance(event, NoteOn | NoteOff), event  # the keyboard sent only notes
             (sounding.add if isinstance(event, NoteOn) else sounding.discard)(event.note)
         assert sounding == set()  # every delivered NoteOn got its NoteOff
 
@@ -273,7 +277,11 @@ def test_on_event_sees_every_key_even_one_the_full_queue_drops() -> None:
         midi.send(note(62))  # no room: dropped from the queue...
         assert [bare(e) for e in seen] == [NoteOn(60, 100), NoteOn(62, 100)]  # ...not here
         assert midi.stats()["counts"]["dropped"] == 1
-        midi.on_event = lambda e: 1 / 0  # a broken hook is counted, never raised
+
+        def broken_hook(_event: MidiEvent) -> None:
+            raise ZeroDivisionError("division by zero")  # what the hook's 1 / 0 raised
+
+        midi.on_event = broken_hook  # a broken hook is counted, never raised
         midi.send(note(64))
         assert midi.stats()["counts"]["error"] == 1
 
@@ -337,6 +345,7 @@ def test_sim_send_and_counts() -> None:
 def test_sim_port_selection_skips_our_own_and_midi_through() -> None:
     q: queue.Queue = queue.Queue()
     with MidiInput(q, backend="virtual", watch=False) as midi:
+        assert midi.sim is not None
         for name in (
             "Midi Through:Midi Through Port-0 14:0",
             "deepkeys-01:out",
@@ -346,6 +355,7 @@ def test_sim_port_selection_skips_our_own_and_midi_through() -> None:
         midi.rescan()
         assert midi.ports == ["AKM322:AKM322 MIDI 1 20:0", "sim keyboard"]
     with MidiInput(q, backend="sim", ports=["akm322"], watch=False) as midi:
+        assert midi.sim is not None
         midi.sim.plug("AKM322:AKM322 MIDI 1 20:0")
         midi.rescan()
         assert midi.ports == ["AKM322:AKM322 MIDI 1 20:0"]
@@ -354,6 +364,7 @@ def test_sim_port_selection_skips_our_own_and_midi_through() -> None:
 def test_sim_watcher_thread_reconnects() -> None:
     q: queue.Queue = queue.Queue()
     with MidiInput(q, backend="sim", poll_s=0.02) as midi:
+        assert midi.sim is not None
         midi.sim.unplug("sim keyboard")
         wait_for(lambda: midi.ports == [])
         midi.send(note(60))  # nobody hears an unplugged keyboard

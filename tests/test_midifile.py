@@ -252,7 +252,8 @@ def test_written_file_layout(tmp_path: Path) -> None:
     drum_channels = {m.channel for m in mid.tracks[3] if m.type.startswith("note")}
     assert drum_channels == {DRUM_CHANNEL}
 
-    # Notes, velocities and lengths in ticks (120 ticks a 16th), and the file ends with the last bar.
+    # Notes, velocities and lengths in ticks (120 ticks a 16th), and the file ends with the
+    # last bar.
     melody = [(t, m) for t, m in absolute(mid.tracks[1]) if m.type == "note_on"]
     assert [(t, m.note, m.velocity) for t, m in melody] == [
         (0, 72, 100),

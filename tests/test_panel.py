@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from gpiozero import LED, DigitalInputDevice
+from gpiozero import LED, DigitalInputDevice, GPIOPinInUse
 from gpiozero.pins.mock import MockFactory
 
 from deepkeys.device.adapters.panel import BUTTON_PINS, LED_PINS, Panel
@@ -202,7 +202,7 @@ def test_leds_on_off_blink_and_genre(rig: Rig) -> None:
 def test_close_releases_pins() -> None:
     factory = MockFactory()
     panel = Panel(queue.Queue(), pin_factory=factory, thread=False)
-    with pytest.raises(Exception):
+    with pytest.raises(GPIOPinInUse):
         DigitalInputDevice(BUTTON_PINS["genre"], pin_factory=factory)  # in use while open
     panel.set_led("play", "blink", on_time=0.01, off_time=0.01)
     panel.close()

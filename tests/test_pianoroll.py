@@ -26,7 +26,7 @@ def decode_png(data: bytes) -> np.ndarray:
         assert crc == zlib.crc32(kind + body), kind
         chunks.append((kind, body))
         pos += 12 + length
-    assert [k for k, _ in chunks][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
+    assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
     width, height, depth, colour_type, compression, filtering, interlace = struct.unpack(
         ">IIBBBBB", chunks[0][1]
     )

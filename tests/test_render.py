@@ -110,7 +110,7 @@ def test_default_soundfont_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert soundfont.default_soundfont() == font
 
     monkeypatch.setenv(soundfont.SOUNDFONT_ENV, str(tmp_path / "gone.sf2"))
-    with pytest.raises(UserError, match="gone.sf2"):
+    with pytest.raises(UserError, match=r"gone.sf2"):
         soundfont.default_soundfont()
 
     monkeypatch.delenv(soundfont.SOUNDFONT_ENV)
@@ -128,15 +128,15 @@ def test_default_soundfont_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_bad_soundfont_is_a_user_error_and_writes_nothing(tmp_path: Path) -> None:
     comp = Composition([Track("melody", 0, [Note(60, 0, 4)])], 16, 120.0)
     out = tmp_path / "out.wav"
-    with pytest.raises(UserError, match="missing.sf2"):
+    with pytest.raises(UserError, match=r"missing.sf2"):
         render.render_wav(comp, out, tmp_path / "missing.sf2")
     junk = tmp_path / "junk.sf2"
     junk.write_bytes(b"this is not a soundfont")
-    with pytest.raises(UserError, match="junk.sf2: not a SoundFont"):
+    with pytest.raises(UserError, match=r"junk.sf2: not a SoundFont"):
         render.render_wav(comp, out, junk)
     damaged = tmp_path / "damaged.sf2"
     damaged.write_bytes(b"RIFF\x00\x10\x00\x00sfbkLIST")  # the right header, nothing after it
-    with pytest.raises(UserError, match="damaged.sf2: FluidSynth cannot load"):
+    with pytest.raises(UserError, match=r"damaged.sf2: FluidSynth cannot load"):
         render.render_wav(comp, out, damaged)
     assert not out.exists()
     assert sorted(os.listdir(tmp_path)) == ["damaged.sf2", "junk.sf2"]

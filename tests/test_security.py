@@ -14,7 +14,7 @@ import pytest
 
 from deepkeys.device.config import hardware_free_config
 
-from conftest import MODELS, REPO, wait_for
+from conftest import MODELS, REPO, UnitParser, wait_for
 
 UNIT = REPO / "systemd" / "deepkeys.service"
 INET_TABLES = ("tcp", "tcp6", "udp", "udp6", "raw", "raw6", "udplite", "udplite6")
@@ -101,8 +101,7 @@ def test_the_control_socket_is_0660_and_owned_by_the_service_group(daemon_proc):
 
 
 def _service() -> configparser.SectionProxy:
-    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
-    parser.optionxform = str
+    parser = UnitParser()
     parser.read(UNIT)
     return parser["Service"]
 

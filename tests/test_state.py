@@ -90,7 +90,8 @@ FAILED = [led("busy", "off"), log("generation=failed genre=chorale seed=1 error=
 
 
 # --------------------------------------------------------------------------- inputs
-INPUTS = {}
+Input = Button | ControlChange | NoteOn | Tick | GenerationDone
+INPUTS: dict[str, Input] = {}
 for _name in ("genre", "record", "generate", "play", "tempo_down", "tempo_up"):
     for _kind in ("press", "long", "repeat"):
         INPUTS[f"{_name} {_kind}"] = Button(_name, _kind)
@@ -309,6 +310,7 @@ def world(state: str) -> World:
     box.handle(NoteOff(60, BAR + 0.6))
     box.handle(Button("record", t=2 * BAR))
     take = box.take
+    assert take is not None
     old = comp(60)
     box.handle(Button("generate", t=5.0))  # seed 0
     box.handle(GenerationDone("chorale", 0, old, t=5.1))  # plays
@@ -364,7 +366,7 @@ def feed(w: World, name: str) -> list[Action]:
     return w.box.handle(dataclasses.replace(event, t=w.t))
 
 
-# --------------------------------------------------------------------------- every input in every state
+# ----------------------------------------------------------------- every input in every state
 def test_the_table_covers_every_state_and_input():
     assert list(TABLE) == list(STATES)
     for state, rows in TABLE.items():
@@ -410,6 +412,7 @@ def test_record_generate_play_change_genre_and_switch_at_the_loop_boundary():
             {"bpm": 100, "t0": 0.0, "count_in_bars": 1, "through_recording": True},
         ),
     ]
+    assert box.recorder is not None
     assert box.recorder.record_t == pytest.approx(2.4)  # after four clicks of 0.6 s
     assert box.handle(Tick(1.9)) == [] and box.state == "count_in"
     assert box.handle(Tick(2.41)) == [led("rec", "on")] and box.state == "recording"
@@ -421,6 +424,7 @@ def test_record_generate_play_change_genre_and_switch_at_the_loop_boundary():
     actions = box.handle(Button("record", t=2.4 + 2 * BAR + 0.2))  # a bit late
     assert actions == [STOP_METRONOME, led("rec", "off"), Action("save_take", {"take": box.take})]
     take = box.take
+    assert take is not None
     assert take.n_steps == 32
     assert [(n.pitch, n.start, n.end) for n in take.notes] == [
         (60, 0, 3),
@@ -494,6 +498,7 @@ def test_recording_stops_by_itself_after_max_bars():
     actions = box.handle(Tick(end + 0.004))  # the first tick past the last bar line
     assert names(actions) == ["stop_metronome", "set_led", "save_take"]
     assert box.state == "idle"
+    assert box.take is not None
     assert box.take.n_steps == 8 * 16
     assert box.take.notes == [Note(60, 0, 128, 90)]  # ended at the bar line, not at the tick
     assert box.handle(NoteOn(62, 90, end + 0.1)) == []
@@ -509,6 +514,7 @@ def test_one_late_tick_can_cross_the_count_in_and_the_end():
         led("rec", "off"),
         Action("save_take", {"take": box.take}),
     ]
+    assert box.take is not None
     assert box.take.notes == [Note(60, 0, 16, 90)]
 
 
@@ -518,6 +524,7 @@ def test_any_timed_event_moves_the_clock():
     assert box.handle(NoteOn(60, 90, 2.5)) == [led("rec", "on")]  # no Tick in between
     assert box.state == "recording"
     assert names(box.handle(Button("record", t=3.0))) == ["stop_metronome", "set_led", "save_take"]
+    assert box.take is not None
     assert box.take.notes == [Note(60, 1, 4, 90)]
 
 
@@ -526,10 +533,12 @@ def test_an_unstamped_press_happens_now_not_in_the_past():
     box.handle(Tick(1000.0))
     actions = box.handle(Button("record"))  # t=0.0, e.g. from the control socket
     assert actions[-1].args["t0"] == 1000.0
+    assert box.recorder is not None
     assert box.recorder.record_t == pytest.approx(1002.4)
     box.handle(Tick(1002.4))
     box.handle(NoteOn(60, 90, 1002.4))
     assert names(box.handle(Button("record"))) == ["stop_metronome", "set_led", "save_take"]
+    assert box.take is not None
     assert box.take.notes == [Note(60, 0, 1, 90)]  # ended "now" (held), not before bar 0
 
 
@@ -556,6 +565,7 @@ def test_a_take_with_stray_notes_says_so():
     box.handle(NoteOn(60, 90, 2.7))
     actions = box.handle(Button("record", t=4.0))  # 60 still held: ends here
     assert actions[-1] == log("take=recorded notes=1 dropped=1 orphan_offs=1")
+    assert box.take is not None
     assert box.take.notes == [Note(60, 2, 11, 90)]
 
 
@@ -747,6 +757,7 @@ def test_a_take_is_recorded_at_the_tempo_set():
     box = Appliance(GENRES, tempo_bpm=100)
     box.handle(Button("tempo_up"))
     box.handle(Button("record", t=0.0))
+    assert box.recorder is not None
     assert box.recorder.tempo_bpm == 101
 
 
@@ -780,6 +791,7 @@ def test_no_count_in():
     assert box.state == "recording"
     box.handle(NoteOn(60, 90, 5.0))
     box.handle(Button("record", t=6.0))
+    assert box.take is not None
     assert box.take.notes == [Note(60, 0, 7, 90)]
 
 
@@ -788,6 +800,7 @@ def test_rhythm_assist_setting_reaches_the_take():
     box.handle(Button("record", t=0.0))
     box.handle(NoteOn(60, 90, 2.5))
     box.handle(Button("record", t=3.0))
+    assert box.take is not None
     assert box.take.rhythm_assist is False
     box.rhythm_assist = True  # switched at run time: the next take
     box.handle(Button("record", t=10.0))
@@ -817,6 +830,7 @@ def test_from_config():
         "count_in_bars": 2,
         "through_recording": False,
     }
+    assert box.recorder is not None
     assert box.recorder.max_bars == 4 and box.recorder.record_t == pytest.approx(4.0)
     assert box.handle(ControlChange(107, 127, t=0.1)) == []  # the default CC is not ours now
     assert box.handle(ControlChange(21, 100, t=0.2)) == CANCEL
@@ -880,7 +894,7 @@ def test_random_presses_keep_the_outputs_consistent():
             t += rng.choice([0.01, 0.05, 0.2, 0.7, 2.0])
             if job and t >= job[2]:
                 ok = rng.random() > 0.2
-                event = GenerationDone(
+                event: Input = GenerationDone(
                     job[0], job[1], comp(60) if ok else None, "" if ok else "boom", t
                 )
                 job = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 
 from deepkeys.device.appliance.take import RawNote, Take, TakeRecorder
@@ -12,7 +14,7 @@ from deepkeys.device.events import NoteOff, NoteOn
 BEAT, STEP, BAR = 0.6, 0.15, 2.4
 
 
-def rec_100(start: float = 0.0, **kw) -> TakeRecorder:
+def rec_100(start: float = 0.0, **kw: Any) -> TakeRecorder:
     return TakeRecorder(tempo_bpm=100, start_t=start, **kw)
 
 
@@ -63,7 +65,7 @@ def test_bar_at(t, bar):
 
 def test_bad_arguments():
     for kw in ({"tempo_bpm": 0}, {"count_in_bars": -1}, {"max_bars": 0}):
-        args = {"tempo_bpm": 100, "start_t": 0.0} | kw
+        args: dict[str, Any] = {"tempo_bpm": 100, "start_t": 0.0} | kw
         with pytest.raises(ValueError):
             TakeRecorder(**args)
 
@@ -84,6 +86,7 @@ def test_onsets_and_ends_snap_to_the_nearest_16th(played_on, played_off, start, 
     rec = rec_100()
     play(rec, 60, played_on, played_off)
     take = rec.stop(at(16, rec))
+    assert take is not None
     assert take.notes == [Note(60, start, end, 80)]
 
 
@@ -95,6 +98,7 @@ def test_late_and_early_notes_of_a_phrase():
         rec.note_on(pitch, 90, on)
         rec.note_off(pitch, on + 0.5)  # released a bit before the next beat
     take = rec.stop(rec.record_t + BAR)
+    assert take is not None
     assert [(n.pitch, n.start, n.end) for n in take.notes] == [
         (60, 0, 4),
         (62, 4, 7),
@@ -108,7 +112,9 @@ def test_velocities_are_kept():
     rec = rec_100()
     play(rec, 60, 0, 2, velocity=33)
     play(rec, 62, 4, 6, velocity=120)
-    assert [n.velocity for n in rec.stop(at(16, rec)).notes] == [33, 120]
+    take = rec.stop(at(16, rec))
+    assert take is not None
+    assert [n.velocity for n in take.notes] == [33, 120]
 
 
 def test_chords_become_the_top_line():
@@ -116,6 +122,7 @@ def test_chords_become_the_top_line():
     play(rec, 60, 0, 8)
     play(rec, 67, 0, 4)
     take = rec.stop(at(16, rec))
+    assert take is not None
     assert [(n.pitch, n.start, n.end) for n in take.notes] == [(67, 0, 4), (60, 4, 8)]
 
 
@@ -125,6 +132,7 @@ def test_a_key_struck_again_while_down_ends_the_first_note():
     rec.note_on(60, 80, at(4, rec))  # no note-off in between
     rec.note_off(60, at(6, rec))
     take = rec.stop(at(16, rec))
+    assert take is not None
     assert [(n.start, n.end) for n in take.notes] == [(0, 4), (4, 6)]
     assert take.orphan_offs == 0
 
@@ -133,14 +141,18 @@ def test_note_on_with_velocity_zero_is_a_note_off():
     rec = rec_100()
     rec.note_on(60, 80, at(0, rec))
     rec.note_on(60, 0, at(3, rec))
-    assert rec.stop(at(16, rec)).notes == [Note(60, 0, 3, 80)]
+    take = rec.stop(at(16, rec))
+    assert take is not None
+    assert take.notes == [Note(60, 0, 3, 80)]
 
 
 def test_feed_takes_events():
     rec = rec_100()
     rec.feed(NoteOn(64, 70, at(2, rec)))
     rec.feed(NoteOff(64, at(5, rec)))
-    assert rec.stop(at(16, rec)).notes == [Note(64, 2, 5, 70)]
+    take = rec.stop(at(16, rec))
+    assert take is not None
+    assert take.notes == [Note(64, 2, 5, 70)]
 
 
 # --------------------------------------------------------------------------- odd input
@@ -150,6 +162,7 @@ def test_orphan_note_offs_are_ignored_and_counted():
     play(rec, 60, 0, 2)
     rec.note_off(60, at(3, rec))  # a second off for the same note
     take = rec.stop(at(16, rec))
+    assert take is not None
     assert take.notes == [Note(60, 0, 2, 80)]
     assert take.orphan_offs == 2
     assert rec.orphan_offs == 2
@@ -160,6 +173,7 @@ def test_held_notes_end_at_stop():
     rec.note_on(60, 80, at(0, rec))
     rec.note_on(64, 80, at(8, rec))
     take = rec.stop(at(14, rec))
+    assert take is not None
     assert take.notes == [Note(60, 0, 8, 80), Note(64, 8, 14, 80)]
     assert take.orphan_offs == 0
 
@@ -170,6 +184,7 @@ def test_a_note_begun_in_the_count_in_is_dropped_and_counted():
     rec.note_off(55, at(2, rec))
     play(rec, 60, 4, 6)
     take = rec.stop(at(16, rec))
+    assert take is not None
     assert take.notes == [Note(60, 4, 6, 80)]
     assert take.dropped == 1
 
@@ -181,6 +196,7 @@ def test_notes_before_the_count_in_or_after_the_end_are_not_seen():
     rec.note_on(52, 80, rec.end_t + 0.1)  # after max_bars
     play(rec, 60, 0, 4)
     take = rec.stop(rec.end_t + 1.0)
+    assert take is not None
     assert take.notes == [Note(60, 0, 4, 80)]
     assert take.orphan_offs == 1
 
@@ -189,6 +205,7 @@ def test_events_after_stop_are_ignored():
     rec = rec_100()
     play(rec, 60, 0, 2)
     take = rec.stop(at(16, rec))
+    assert take is not None
     rec.note_on(62, 80, at(17, rec))
     rec.note_off(99, at(18, rec))
     assert rec.stopped and rec.orphan_offs == 0
@@ -230,6 +247,7 @@ def test_the_take_lasts_whole_bars(stop_bars, last_on_step, bars):
     play(rec, 60, 0, 1)
     play(rec, 62, last_on_step, last_on_step + 1)
     take = rec.stop(rec.record_t + stop_bars * BAR)
+    assert take is not None
     assert take.n_steps == bars * 16
     assert max(n.end for n in take.notes) <= take.n_steps
 
@@ -241,6 +259,7 @@ def test_auto_stop_after_8_bars():
     rec.note_on(72, 80, at(8 * 16 - 2, rec))  # still held when the bars are full
     assert rec.phase(rec.end_t) == "full"
     take = rec.stop(rec.end_t)
+    assert take is not None
     assert take.n_steps == 8 * 16
     assert take.notes == [Note(60, 0, 126, 80), Note(72, 126, 128, 80)]
 
@@ -250,6 +269,7 @@ def test_a_note_that_snaps_past_the_last_bar_is_dropped():
     play(rec, 60, 0, 4)
     rec.note_on(62, 80, at(15.7, rec))  # rounds to step 16: outside 1 bar
     take = rec.stop(rec.end_t)
+    assert take is not None
     assert take.notes == [Note(60, 0, 4, 80)]
     assert take.dropped == 1
 
@@ -265,13 +285,16 @@ def test_the_take_is_a_melody_with_its_raw_times():
     # The grid the model needs, whatever the setting...
     assert take.notes == [Note(60, 0, 2, 80)]
     # ...and the performance as played, in seconds from bar 0, for saving.
-    assert take.raw == [RawNote(60, pytest.approx(0.045), pytest.approx(0.27), 80)]
+    # pytest.approx stands in for RawNote's float fields: it equals them within tolerance.
+    on, off = cast(float, pytest.approx(0.045)), cast(float, pytest.approx(0.27))
+    assert take.raw == [RawNote(60, on, off, 80)]
 
 
 def test_without_rhythm_assist_the_take_keeps_its_own_timing():
     rec = rec_100(rhythm_assist=False)
     play(rec, 60, 0.3, 1.8, velocity=70)  # late and short of the grid
     take = rec.stop(at(16, rec))
+    assert take is not None
     ons = [
         (beat, note, velocity)
         for beat, status, _, note, velocity in take.performance_events()
@@ -284,4 +307,6 @@ def test_without_rhythm_assist_the_take_keeps_its_own_timing():
 def test_rhythm_assist_is_on_by_default():
     rec = rec_100()
     play(rec, 60, 0, 1)
-    assert rec.stop(at(16, rec)).rhythm_assist is True
+    take = rec.stop(at(16, rec))
+    assert take is not None
+    assert take.rhythm_assist is True
