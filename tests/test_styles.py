@@ -145,3 +145,30 @@ def test_windows_transpose_melody_and_pitched_parts_together():
     assert (moved.mono_pitch[:, 0, 0] - 48 == shift).all()
     assert [int(np.flatnonzero(moved.poly[i, 0, 0])[0]) - 60 for i in range(n)] == shift.tolist()
     assert np.array_equal(moved.drums, drums)  # drums have no key
+
+
+def test_transposition_stays_in_range_and_draws_every_key():
+    from deepkeys.host.data.windows import Windows
+
+    # Melodies from the bottom to the top of a narrow range: some shifts fit, some do not.
+    n, steps, low, high = 600, 8, 60, 80
+    rng = np.random.default_rng(1)
+    melody = rng.integers(low, high + 1, size=(n, 1)).astype(np.int16).repeat(steps, axis=1)
+    empty_voice = np.full((n, 0, steps), REST, np.int16)
+    w = Windows(
+        melody,
+        np.ones((n, steps), bool),
+        empty_voice,
+        np.zeros((n, 0, steps), bool),
+        np.zeros((n, 0, steps, 128), bool),
+        np.zeros((n, 0, steps), bool),
+        np.zeros((n, 0, steps, len(DRUM_CLASSES)), bool),
+        ["a"] * n,
+        np.zeros(n, np.int32),
+    )
+    moved = w.transposed(np.random.default_rng(0), low=low, high=high)
+    assert moved.melody_pitch.min() >= low and moved.melody_pitch.max() <= high
+    shifts = moved.melody_pitch[:, 0] - melody[:, 0]
+    # The middle of the range has room for every shift of -6..5: each key is drawn.
+    middle = np.abs(melody[:, 0] - 70) <= 3
+    assert set(shifts[middle].tolist()) == set(range(-6, 6))
