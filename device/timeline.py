@@ -33,8 +33,7 @@ def composition_events(comp: Composition) -> list[TimedEvent]:
     program changes and those before note-ons.
     """
     events = [event for index in range(len(comp.tracks)) for event in track_events(comp, index)]
-    events.sort(key=_sort_key)
-    return events
+    return sort_events(events)
 
 
 def track_events(comp: Composition, index: int) -> list[TimedEvent]:
@@ -58,6 +57,12 @@ def track_events(comp: Composition, index: int) -> list[TimedEvent]:
             (step_to_beats(note.start, comp.swing), NOTE_ON, channel, note.pitch, velocity)
         )
         events.append((step_to_beats(note.end, comp.swing), NOTE_OFF, channel, note.pitch, 0))
+    return sort_events(events)
+
+
+def sort_events(events: list[TimedEvent]) -> list[TimedEvent]:
+    """``events`` sorted in place by beat, note-offs before programs before note-ons at
+    equal beats (the order every player of a timeline relies on); returns them."""
     events.sort(key=_sort_key)
     return events
 

@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 #: The config's defaults (DESIGN.md's), BCM numbering. Buttons connect the pin to ground.
 BUTTON_PINS: dict[str, int] = dataclasses.asdict(ButtonPins())
 LED_PINS: dict[str, int] = dataclasses.asdict(LedPins())
-LED_NAMES = tuple(LED_PINS)
 _DEFAULTS = PanelConfig()
 REPEAT_BUTTONS = ("tempo_down", "tempo_up")
 LED_MODES = ("on", "off", "blink")

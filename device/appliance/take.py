@@ -32,7 +32,7 @@ from deepkeys.device.encoding import (
 )
 from deepkeys.device.events import NoteOff, NoteOn
 from deepkeys.device.gm import NOTE_OFF, NOTE_ON, PROGRAM
-from deepkeys.device.timeline import TimedEvent
+from deepkeys.device.timeline import TimedEvent, sort_events
 
 _TIE = 1e-9  # a time exactly halfway between two steps goes to the later one, despite float error
 
@@ -79,8 +79,7 @@ class Take(Melody):
             off = min(max(note.off * beats_per_second, on), length)
             events.append((on, NOTE_ON, channel, note.pitch, note.velocity))
             events.append((off, NOTE_OFF, channel, note.pitch, 0))
-        events.sort(key=lambda e: (e[0], e[1] == NOTE_ON))  # offs first at equal beats
-        return events
+        return sort_events(events)
 
 
 class TakeRecorder:
