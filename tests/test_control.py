@@ -177,3 +177,92 @@ def test_stale_socket_replaced_live_one_kept(tmp_path: Path) -> None:
     path.write_text("not a socket")
     with pytest.raises(UserError, match="is not a socket"):
         ControlServer(path, {})
+
+
+# --------------------------------------------------------------------------- lockout
+def _connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(str(path))
+    return sock
+
+
+def _closed_by_server(sock: socket.socket) -> list[dict]:
+    """Read until the server hangs up; the lines it sent first."""
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_idle_trickling_and_non_reading_clients_are_hung_up(tmp_path: Path) -> None:
+    handler = {"status": lambda req: {"state": "idle", "pad": "x" * 60_000}}
+    with ControlServer(tmp_path / "c.sock", handler, idle_timeout=0.5, send_timeout=0.3) as srv:
+        idle = _connect(srv.path)  # sends nothing, ever
+        trickle = _connect(srv.path)  # a byte every 0.1 s, never a newline
+        deaf = _connect(srv.path)  # asks for big replies and never reads them
+        deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        start = time.monotonic()
+        try:
+            while time.monotonic() - start < 1.5:
+                trickle.sendall(b"x")
+                time.sleep(0.1)
+        except OSError:
+            pass  # hung up: what we want
+        for _ in range(200):
+            try:
+                deaf.sendall(b'{"cmd": "status"}\n')
+            except OSError:
+                break
+        assert _closed_by_server(idle) == [
+            {"ok": False, "error": "no request within 0.5 s; closing"}
+        ]
+        assert time.monotonic() - start < 3
+        try:  # what it had sent last may be unread there: a reset is as good a hang-up
+            assert _closed_by_server(trickle)[-1]["error"] == "no request within 0.5 s; closing"
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - start < 3
+        with pytest.raises(OSError):  # reset, or the end of the stream
+            while deaf.recv(1 << 20):
+                pass
+            raise ConnectionResetError
+        wait_for(lambda: srv.clients == 0)
+        for sock in (idle, trickle, deaf):
+            sock.close()
+        assert ControlClient(srv.path).request("status")["ok"] is True
+
+
+def test_idle_clients_cannot_hold_the_socket(tmp_path: Path) -> None:
+    """A full house of idle clients: the newcomer is served, the longest idle one leaves."""
+    with ControlServer(tmp_path / "c.sock", {"status": lambda req: {}}, max_clients=4) as srv:
+        idle = [_connect(srv.path) for _ in range(4)]
+        wait_for(lambda: srv.clients == 4)
+        for _ in range(3):
+            assert ControlClient(srv.path).request("status") == {"ok": True}
+        assert _closed_by_server(idle[0]) == [
+            {"ok": False, "error": "hung up to make room: send a request as soon as you connect"}
+        ]
+        for sock in idle:
+            sock.close()
+
+
+def test_monitors_have_their_own_slots(tmp_path: Path) -> None:
+    """Monitors never take a request's place; a new one replaces the oldest."""
+    with ControlServer(
+        tmp_path / "c.sock", {"status": lambda req: {}}, max_clients=2, max_monitors=2
+    ) as srv:
+        streams = [ControlClient(srv.path).stream() for _ in range(3)]
+        threads = []
+        for stream in streams:
+            thread = threading.Thread(target=lambda s=stream: list(s), daemon=True)
+            thread.start()
+            threads.append(thread)
+        threads[0].join(timeout=5)  # the oldest was hung up on
+        assert not threads[0].is_alive()
+        wait_for(lambda: srv.subscribers == 2)
+        assert srv.clients == 0
+        assert ControlClient(srv.path).request("status") == {"ok": True}
+    for thread in threads:  # close() hung up on the rest
+        thread.join(timeout=5)
+        assert not thread.is_alive()

@@ -11,6 +11,18 @@ a client sends.
 ``subscriber_queue`` lines behind, or stops reading for ``send_timeout``
 seconds, is dropped: the daemon never waits for a monitor.
 
+No client can hold the socket (anyone in the socket's group can connect):
+
+- a connection gets ``idle_timeout`` seconds (``IDLE_TIMEOUT_S``, 10 s) from
+  connecting, or from its last reply, to send a whole request line; one that
+  sends nothing, or trickles bytes without a newline, is then hung up on;
+- a reply that the client does not read within ``send_timeout`` hangs it up;
+- when all ``max_clients`` request slots are taken, the newcomer is served and
+  the connection idle the longest is hung up on to make room (only connections
+  inside a request are never dropped);
+- monitors have ``max_monitors`` slots of their own, so they never keep a request
+  out; a new monitor beyond them replaces the oldest.
+
 The handler runs on the connection's thread, not on the main loop: it should only
 read a snapshot the loop publishes, or put an event on the main queue.
 
@@ -32,6 +44,7 @@ import select
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +59,8 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "/run/deepkeys/control.sock"
 MAX_LINE = 64 * 1024
+#: Seconds a connection may sit without a whole request line (the CLI sends at once).
+IDLE_TIMEOUT_S = 10.0
 
 Request = dict[str, Any]
 Handler = Callable[[Request], dict] | Mapping[str, Callable[[Request], dict]]
@@ -85,6 +100,15 @@ class _Subscriber:
         self.lines: queue.Queue[bytes] = queue.Queue(maxsize=size)
 
 
+class _Client:
+    """A request connection: ``busy`` inside a request, ``since`` its last reply."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.busy = False
+        self.since = time.monotonic()
+
+
 class ControlServer:
     """Serve ``handler`` on a Unix socket at ``path`` (mode 0660) from a thread.
 
@@ -101,19 +125,23 @@ class ControlServer:
         mode: int = 0o660,
         max_line: int = MAX_LINE,
         max_clients: int = 16,
+        max_monitors: int = 8,
         subscriber_queue: int = 256,
         send_timeout: float = 2.0,
+        idle_timeout: float = IDLE_TIMEOUT_S,
     ) -> None:
         self.path = Path(path)
         self.handler: Handler = handler if handler is not None else {}
         self.max_line = max_line
         self.max_clients = max_clients
+        self.max_monitors = max_monitors
         self.subscriber_queue = subscriber_queue
         self.send_timeout = send_timeout
+        self.idle_timeout = idle_timeout
         self.dropped_subscribers = 0
         self._lock = threading.Lock()
-        self._conns: set[socket.socket] = set()
-        self._subs: set[_Subscriber] = set()
+        self._conns: dict[socket.socket, _Client] = {}
+        self._subs: dict[_Subscriber, None] = {}  # insertion-ordered: the oldest first
         self._closed = False
 
         self._prepare()
@@ -123,7 +151,8 @@ class ControlServer:
             # Nobody can connect before listen(), so chmod-then-listen leaves no window.
             os.chmod(self.path, mode)
             self._inode = os.stat(self.path).st_ino
-            self._sock.listen(8)
+            # A flood must not fill the backlog: a client with a timeout gets EAGAIN then.
+            self._sock.listen(socket.SOMAXCONN)
         except OSError as exc:
             self._sock.close()
             raise UserError(
@@ -183,7 +212,7 @@ class ControlServer:
         self._sock.close()
         self._thread.join(timeout=5)
         with self._lock:
-            conns = list(self._conns)
+            conns = [*self._conns, *(sub.conn for sub in self._subs)]
         for conn in conns:
             _hang_up(conn)
         try:  # only our own file: a newer daemon may have replaced it
@@ -200,38 +229,80 @@ class ControlServer:
             except OSError:
                 if self._closed:
                     return
+                time.sleep(0.05)  # out of descriptors, say: no busy loop
                 continue
+            client = _Client(conn)
             with self._lock:
-                busy = len(self._conns) >= self.max_clients
-                if not busy:
-                    self._conns.add(conn)
-            if busy:
-                _send_quietly(conn, {"ok": False, "error": "too many clients"})
+                victim = self._make_room()
+                full = len(self._conns) >= self.max_clients
+                if not full:
+                    self._conns[conn] = client
+            if victim is not None:
+                log.warning(kv(event="control_client_dropped", reason="room"))
+                _say_and_hang_up(
+                    victim,
+                    "hung up to make room: send a request as soon as you connect",
+                )
+            if full:  # every slot is inside a request: real load, not idling
+                _say_and_hang_up(conn, "too many clients, all busy; try again")
                 conn.close()
                 continue
             threading.Thread(
-                target=self._serve, args=(conn,), name="control-conn", daemon=True
+                target=self._serve, args=(client,), name="control-conn", daemon=True
             ).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _make_room(self) -> socket.socket | None:
+        """At capacity (lock held): forget the connection idle the longest, not one inside
+        a request nor one whose request is already waiting to be read."""
+        if len(self._conns) < self.max_clients:
+            return None
+        idle = [c for c in self._conns.values() if not c.busy and not _has_input(c.conn)]
+        if not idle:
+            return None
+        victim = min(idle, key=lambda c: c.since)
+        del self._conns[victim.conn]
+        return victim.conn
+
+    @property
+    def clients(self) -> int:
+        """Request connections open now (monitors not counted)."""
+        with self._lock:
+            return len(self._conns)
+
+    def _serve(self, client: _Client) -> None:
+        conn = client.conn
         try:
-            self._read_requests(conn)
+            self._read_requests(client)
         except OSError:
-            pass  # the client went away
+            pass  # the client went away, or stopped reading its replies
         except Exception:
             log.exception(kv(event="control_connection_failed"))
         finally:
             with self._lock:
-                self._conns.discard(conn)
+                if self._conns.get(conn) is client:
+                    del self._conns[conn]
             conn.close()
 
-    def _read_requests(self, conn: socket.socket) -> None:
+    def _read_requests(self, client: _Client) -> None:
+        conn = client.conn
         buf = b""
         skipping = False  # inside an over-long line: drop bytes up to its newline
         while not self._closed:
-            chunk = conn.recv(65536)
+            # The deadline runs from the last reply, not the last byte: trickling
+            # a byte at a time buys nothing.
+            left = client.since + self.idle_timeout - time.monotonic()
+            if left <= 0:
+                log.info(kv(event="control_client_dropped", reason="idle"))
+                _say_and_hang_up(conn, f"no request within {self.idle_timeout:g} s; closing")
+                return
+            conn.settimeout(left)
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                continue  # the deadline check above says so and hangs up
             if not chunk:
                 return
+            conn.settimeout(self.send_timeout)  # a client that reads no replies is dropped
             buf += chunk
             while True:
                 end = buf.find(b"\n")
@@ -250,11 +321,20 @@ class ControlServer:
                     continue
                 if not line.strip():
                     continue
-                request, reply = self._dispatch(line)
-                if request is not None and request.get("cmd") == "monitor":
-                    self._monitor(conn)
-                    return
-                conn.sendall(_line(reply))
+                with self._lock:
+                    if self._conns.get(conn) is not client:
+                        return  # hung up on to make room meanwhile
+                    client.busy = True
+                try:
+                    request, reply = self._dispatch(line)
+                    if request is not None and request.get("cmd") == "monitor":
+                        self._monitor(client)
+                        return
+                    conn.sendall(_line(reply))
+                finally:
+                    with self._lock:
+                        client.busy = False
+                        client.since = time.monotonic()
 
     def _too_long(self) -> dict[str, Any]:
         return {"ok": False, "error": f"request line longer than {self.max_line} bytes"}
@@ -288,11 +368,19 @@ class ControlServer:
         return request, {"ok": True, **reply}
 
     # --- monitor
-    def _monitor(self, conn: socket.socket) -> None:
+    def _monitor(self, client: _Client) -> None:
+        conn = client.conn
         sub = _Subscriber(conn, self.subscriber_queue)
         conn.settimeout(self.send_timeout)  # a reader that stalls this long is dropped
         with self._lock:
-            self._subs.add(sub)  # before the ack: events after it are never missed
+            # It leaves the request slots for a monitor slot, the oldest monitor
+            # making room: a flood of monitors keeps no request out.
+            if self._conns.get(conn) is client:
+                del self._conns[conn]
+            oldest = next(iter(self._subs)) if len(self._subs) >= self.max_monitors else None
+            self._subs[sub] = None  # before the ack: events after it are never missed
+        if oldest is not None:
+            self._drop(oldest, "room")
         try:
             conn.sendall(_line({"ok": True, "cmd": "monitor"}))
             while not self._closed:
@@ -307,7 +395,7 @@ class ControlServer:
             self._drop(sub, "blocked")
         finally:
             with self._lock:
-                self._subs.discard(sub)
+                self._subs.pop(sub, None)
 
     def publish(self, event: Any) -> None:
         """Send an event (a dict, or an ``events.py`` dataclass) to every monitor.
@@ -329,7 +417,7 @@ class ControlServer:
         with self._lock:
             if sub not in self._subs:
                 return
-            self._subs.discard(sub)
+            del self._subs[sub]
             self.dropped_subscribers += 1
         log.warning(kv(event="control_monitor_dropped", reason=why))
         _hang_up(sub.conn)  # the writer's next send fails and its thread ends
@@ -347,11 +435,20 @@ def _hang_up(conn: socket.socket) -> None:
         pass
 
 
-def _send_quietly(conn: socket.socket, obj: Any) -> None:
+def _say_and_hang_up(conn: socket.socket, error: str) -> None:
+    """Tell a client why, if that costs no wait, and hang up on it."""
     try:
-        conn.sendall(_line(obj))
+        conn.send(_line({"ok": False, "error": error}), socket.MSG_DONTWAIT)
     except OSError:
         pass
+    _hang_up(conn)
+
+
+def _has_input(conn: socket.socket) -> bool:
+    """Bytes (or the end) are waiting to be read: a request on its way, not idling."""
+    poller = select.poll()  # not select(): a daemon may hold descriptors over 1024
+    poller.register(conn, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _peer_gone(conn: socket.socket) -> bool:
@@ -365,6 +462,20 @@ def _peer_gone(conn: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+def _connect_patiently(sock: socket.socket, path: str, timeout: float | None) -> None:
+    """``connect``, retried while the listen backlog is full: a Unix socket with a
+    timeout fails at once with EAGAIN there, where a TCP one would wait."""
+    deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the daemon's backlog stayed full for {timeout:g} s") from None
+            time.sleep(0.01)
 
 
 class ControlClient:
@@ -404,7 +515,7 @@ class ControlClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
-            sock.connect(str(self.path))
+            _connect_patiently(sock, str(self.path), timeout)
         except FileNotFoundError:
             sock.close()
             raise UserError(f"deepkeys daemon is not running (no socket at {self.path})") from None
