@@ -31,6 +31,7 @@ from deepkeys.device.encoding import REST, Note, notes_to_voice
 from deepkeys.device.errors import UserError, first_line
 from deepkeys.device.generation.card import ModelCard, TensorSpec, load_card
 from deepkeys.device.generation.decode import decode_track
+from deepkeys.device.quiet import captured_stderr
 
 Voice = tuple[np.ndarray, np.ndarray]  # a melody window: (pitch, onset) over steps
 
@@ -48,8 +49,12 @@ class Generator:
         self.card = card
         path = card.model_path
         try:
-            interpreter = _interpreter_class()(model_path=str(path), num_threads=threads)
-            self._runner = interpreter.get_signature_runner()
+            # LiteRT prints "Created TensorFlow Lite XNNPACK delegate" from C when the
+            # delegate is applied; allocating here applies it inside the capture.
+            with captured_stderr(keep=lambda line: "XNNPACK delegate" not in line):
+                interpreter = _interpreter_class()(model_path=str(path), num_threads=threads)
+                interpreter.allocate_tensors()
+                self._runner = interpreter.get_signature_runner()
         except (ValueError, RuntimeError) as exc:
             raise UserError(f"{path}: not a loadable LiteRT model ({first_line(exc)})") from None
         self._interpreter = interpreter
