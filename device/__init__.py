@@ -5,8 +5,8 @@ The ground floor (this folder's modules) is what every room shares and may impor
 (General MIDI numbers), ``encoding`` (notes, tracks, melodies on the 16th grid),
 ``timeline`` (a composition as events in beats), ``events`` (the daemon's messages),
 ``worker`` (a thread's lifetime), ``quiet`` (C libraries' stderr lines held back),
-``soundfont``, ``resources`` and ``config``. It
-imports nothing from the rooms and nothing that needs hardware.
+``soundfont``, ``resources`` and ``config``. It imports nothing from the rooms and
+nothing that needs hardware.
 
 The rooms, each allowed the ground floor and the rooms listed before it:
 
