@@ -6,6 +6,7 @@ tests exercise our own debouncing and hold timing, millisecond by millisecond.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import time
 from collections.abc import Callable
@@ -14,7 +15,14 @@ import pytest
 from gpiozero import LED, DigitalInputDevice, GPIOPinInUse
 from gpiozero.pins.mock import MockFactory
 
-from deepkeys.device.adapters.panel import BUTTON_PINS, LED_PINS, Panel
+from deepkeys.device.adapters.panel import (
+    BUTTON_PINS,
+    COUNT_STEP_S,
+    LED_PINS,
+    Panel,
+    count_pattern,
+    genre_slot,
+)
 from deepkeys.device.errors import UserError
 from deepkeys.device.events import Button
 
@@ -240,3 +248,49 @@ def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met within the deadline")
         time.sleep(0.005)
+
+
+def _rising_edges(pin) -> list[float]:
+    """When the pin went high since its history was cleared (a mock pin keeps each change
+    with the time since the one before)."""
+    times = list(itertools.accumulate(s.timestamp for s in pin.states))
+    states = pin.states
+    return [times[i] for i in range(1, len(states)) if states[i].state and not states[i - 1].state]
+
+
+def test_genres_past_the_slot_leds_blink_their_slot_a_count() -> None:
+    # Two slot LEDs, five genres: 0, 1 steady; 2, 3 blink slot 0, 1 once; 4 blinks slot 0 twice.
+    factory = MockFactory()
+    panel = Panel(queue.Queue(), pin_factory=factory, thread=False, genre_leds=(12, 16))
+    try:
+        panel.set_genre(1)
+        assert (panel.leds["genre0"], panel.leds["genre1"]) == ("off", "on")
+        for index, slot, count in ((2, 0, 1), (3, 1, 1), (4, 0, 2)):
+            panel.set_genre(index)
+            lit, dark = (12, 16) if slot == 0 else (16, 12)
+            assert panel.leds[f"genre{slot}"] == "blink"
+            assert panel.leds[f"genre{1 - slot}"] == "off"
+            period = len(count_pattern(count)) * COUNT_STEP_S
+            factory.pin(lit).clear_states()
+            time.sleep(2 * period + 0.1)
+            edges = _rising_edges(factory.pin(lit))
+            # ``count`` flashes in each period, then a rest longer than the gap between flashes
+            assert 2 * count <= len(edges) <= 3 * count, (index, edges)
+            gaps = [round((b - a) / COUNT_STEP_S) for a, b in itertools.pairwise(edges)]
+            assert set(gaps) == ({2, 5} if count > 1 else {5}), (index, gaps)
+            assert factory.pin(dark).state is False
+        panel.set_genre(0)  # back to a steady slot: the pattern stops
+        time.sleep(3 * COUNT_STEP_S)
+        assert panel.leds["genre0"] == "on" and factory.pin(12).state is True
+        factory.pin(12).clear_states()
+        time.sleep(3 * COUNT_STEP_S)
+        assert [s.state for s in factory.pin(12).states] in ([True], [])
+    finally:
+        panel.close()
+        factory.close()
+
+
+def test_genre_slot_and_count_pattern() -> None:
+    assert [genre_slot(i, 8) for i in (0, 7, 8, 15, 16)] == [(0, 0), (7, 0), (0, 1), (7, 1), (0, 2)]
+    assert count_pattern(1)[:2] == (1, 0) and sum(count_pattern(3)) == 3
+    assert count_pattern(2) == (1, 0, 1, 0, 0, 0, 0)

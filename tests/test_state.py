@@ -868,6 +868,7 @@ def test_status():
         "rhythm_assist": True,
         "take_bars": 1,
         "take_notes": 1,
+        "recording_notes": None,
         "has_composition": True,
         "generating": ["chorale", 1],
         "next_seed": 2,
@@ -927,3 +928,18 @@ def test_random_presses_keep_the_outputs_consistent():
             assert clicking == (state in ("count_in", "recording"))
             assert (job is not None) == (box.generating is not None)
             assert 40 <= box.tempo_bpm <= 240
+
+
+def test_status_counts_the_notes_of_a_take_while_it_is_recorded():
+    box = Appliance(GENRES, tempo_bpm=100)
+    assert box.status()["recording_notes"] is None
+    box.handle(Button("record", t=0.0))
+    assert box.status()["recording_notes"] == 0  # counting in
+    box.handle(NoteOn(60, 90, 2.5))
+    assert box.status()["recording_notes"] == 1  # held: it counts from its key press
+    box.handle(NoteOff(60, 2.8))
+    box.handle(NoteOn(62, 90, 3.0))
+    assert box.status()["recording_notes"] == 2
+    assert box.status()["take_notes"] == 0  # no take yet: it is still being played
+    box.handle(Button("record", t=3.5))
+    assert box.status()["recording_notes"] is None and box.status()["take_notes"] == 2

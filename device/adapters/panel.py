@@ -19,6 +19,12 @@ stable levels into events:
 - the tempo buttons instead fire ``Button(name, "repeat")`` after
   ``repeat_delay_ms`` and then every ``repeat_ms`` while held.
 
+The genre slot LEDs (at most 8) show more genres than they number: genre ``i`` is
+shown on slot ``i % slots``, lit steadily for the first ``slots`` genres, and for
+the ``k``-th round past them blinking ``k`` times, then resting (:func:`genre_slot`,
+:func:`count_pattern`): with 8 slots the 9th genre blinks slot 1 once, the 17th
+twice.
+
     >>> import queue
     >>> q = queue.Queue()
     >>> panel = Panel(q, pin_factory="mock", thread=False, clock=lambda: 0.0)
@@ -30,6 +36,7 @@ stable levels into events:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import queue
 import threading
@@ -56,6 +63,26 @@ _DEFAULTS = PanelConfig()
 REPEAT_BUTTONS = ("tempo_down", "tempo_up")
 LED_MODES = ("on", "off", "blink")
 _EPS = 1e-6  # timing slack, so 100.042 - 100.022 counts as the 20 ms it is
+COUNT_STEP_S = 0.2  # a genre slot's count blink: 0.2 s on, 0.2 s off, ..., then a rest
+
+
+def genre_slot(index: int, slots: int) -> tuple[int, int]:
+    """Which slot LED shows genre ``index``, and how many times it blinks: 0 is steady.
+
+    >>> genre_slot(2, 8), genre_slot(8, 8), genre_slot(17, 8)
+    ((2, 0), (0, 1), (1, 2))
+    """
+    return index % slots, index // slots
+
+
+def count_pattern(count: int) -> tuple[int, ...]:
+    """One period of a slot LED blinking ``count`` times, as levels :data:`COUNT_STEP_S`
+    apart: the flashes, then a rest of three steps more, so counts stay apart.
+
+    >>> count_pattern(1), count_pattern(2)
+    ((1, 0, 0, 0, 0), (1, 0, 1, 0, 0, 0, 0))
+    """
+    return (1, 0) * count + (0, 0, 0)
 
 
 def make_pin_factory(name: str | None) -> Any:
@@ -300,6 +327,8 @@ class Panel(Worker):
         if self._led_state[name] == state:
             return
         led = self._leds[name]
+        if self._led_state[name][0] == "count":
+            led.source = None  # stops the count's thread, or it would set the pin again
         if mode == "on":
             led.on()
         elif mode == "off":
@@ -309,12 +338,37 @@ class Panel(Worker):
         self._led_state[name] = state
 
     def set_genre(self, index: int | None) -> None:
-        """Light genre slot ``index``'s LED and no other; a no-op without genre LEDs."""
-        for name in self._leds:
-            if name.startswith("genre"):
-                self.set_led(name, "on" if name == f"genre{index}" else "off")
+        """Show genre ``index`` on its slot LED (see :func:`genre_slot`), the others dark;
+        ``None`` darkens them all. A no-op without genre LEDs."""
+        slots = [name for name in self._leds if name.startswith("genre")]
+        if not slots:
+            return
+        slot, count = genre_slot(index, len(slots)) if index is not None else (-1, 0)
+        for i, name in enumerate(slots):
+            if i != slot:
+                self.set_led(name, "off")
+            elif count == 0:
+                self.set_led(name, "on")
+            else:
+                self._count_blink(name, count)
+
+    def _count_blink(self, name: str, count: int) -> None:
+        """Blink ``count`` times, rest, and again, until the LED is set otherwise."""
+        if self._led_state[name] == ("count", count):
+            return
+        led = self._leds[name]
+        led.source = None
+        led.off()  # also ends a plain blink
+        # gpiozero's source thread sets the pin from the pattern every step.
+        led.source_delay = COUNT_STEP_S
+        led.source = itertools.cycle(count_pattern(count))
+        self._led_state[name] = ("count", count)
 
     @property
     def leds(self) -> dict[str, str]:
-        """Every LED's mode ("on", "off" or "blink"), for ``deepkeys status`` and the sim."""
-        return {name: state[0] for name, state in self._led_state.items()}
+        """Every LED's mode ("on", "off" or "blink"; a genre slot's count blink is
+        "blink"), for ``deepkeys status`` and the sim."""
+        return {
+            name: "blink" if state[0] == "count" else state[0]
+            for name, state in self._led_state.items()
+        }

@@ -153,6 +153,8 @@ class Appliance:
             "rhythm_assist": self.rhythm_assist,
             "take_bars": self.take.n_steps // STEPS_PER_BAR if self.take else 0,
             "take_notes": len(self.take.notes) if self.take else 0,
+            # the take being played now (None when not recording): the sim shows it grow
+            "recording_notes": self.recorder.played if self.recorder else None,
             "has_composition": self.composition is not None,
             "generating": list(self.generating) if self.generating else None,
             "next_seed": self.next_seed,

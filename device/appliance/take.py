@@ -153,6 +153,11 @@ class TakeRecorder:
         else:
             self.note_off(event.note, event.t)
 
+    @property
+    def played(self) -> int:
+        """Notes struck so far, held ones included (what a screen shows while recording)."""
+        return len(self._played) + len(self._held)
+
     # --- the take ---------------------------------------------------------------------
     def stop(self, t: float) -> Take | None:
         """End the take at ``t`` (clamped to the recorded bars); ``None`` if nothing was played.
