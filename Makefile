@@ -12,8 +12,9 @@ DEMO_OUT ?= demo-out
 # The device: audio, synth, SoundFont, and a compiler for pyalsaaudio.
 APT_DEVICE := python3-venv python3-dev gcc libasound2-dev libasound2-plugins \
               libfluidsynth3 timgm6mb-soundfont
-# The tests add the JACK server (virtual MIDI ports), MMA and an SSH server.
-APT_TEST   := $(APT_DEVICE) jackd2 mma openssh-server openssh-client
+# The tests add the JACK server (virtual MIDI ports), MMA, an SSH server and systemd
+# (systemd-analyze verifies the units and scores their sandboxes).
+APT_TEST   := $(APT_DEVICE) jackd2 mma openssh-server openssh-client systemd
 
 # The genre library, retrained from scratch (about 40 min on a 2-core CPU; see models/README.md).
 STYLE_GENRES := rock pop jazz bossa blues funk country

@@ -277,22 +277,33 @@ class PathsConfig:
 
 @dataclass(frozen=True)
 class PublishConfig:
+    """``command`` runs, never through a shell, after each saved composition. An argument
+    that is exactly "{mid}" or "{json}" becomes that file's path; a placeholder inside a
+    longer argument is refused, since a file name (it holds the genre's) must never turn
+    into shell code. The paths are also in the command's environment as $DEEPKEYS_MID and
+    $DEEPKEYS_JSON: ``["sh", "-c", 'cp "$DEEPKEYS_MID" /srv/music/']``."""
+
     command: tuple[str, ...] = _key(
         (),
         _List('a list of strings (placeholders "{mid}", "{json}")'),
-        'run after each saved composition, e.g. ["rsync", "{mid}", "nas:/music/"]; [] = none',
+        'run after each saved composition, e.g. ["rsync", "{mid}", "nas:/music/"]; "{mid}" '
+        'and "{json}" only as whole arguments (or "$DEEPKEYS_MID" and "$DEEPKEYS_JSON" in '
+        '["sh", "-c", ...]); [] = none',
     )
 
     def argv(self, mid: str | os.PathLike[str], json_path: str | os.PathLike[str]) -> list[str]:
-        """The command for one saved composition, placeholders filled in.
+        """The command for one saved composition, whole-argument placeholders filled in.
 
         >>> PublishConfig(("cp", "{mid}", "/srv/")).argv("/x/a.mid", "/x/a.json")
         ['cp', '/x/a.mid', '/srv/']
         """
-        # str.replace, not str.format: other braces in an argument stay as written.
-        return [
-            a.replace("{mid}", str(mid)).replace("{json}", str(json_path)) for a in self.command
-        ]
+        paths = {"{mid}": str(mid), "{json}": str(json_path)}
+        return [paths.get(a, a) for a in self.command]
+
+    @staticmethod
+    def env(mid: str | os.PathLike[str], json_path: str | os.PathLike[str]) -> dict[str, str]:
+        """The same paths for the command's environment (use them quoted in a shell)."""
+        return {"DEEPKEYS_MID": str(mid), "DEEPKEYS_JSON": str(json_path)}
 
 
 @dataclass(frozen=True)
@@ -451,12 +462,18 @@ def _check_whole(config: Config) -> None:
             raise _Problem(f"keyboard.{f.name} must differ from keyboard.{ccs[cc]}, got {cc}")
         ccs[cc] = f.name
 
-    for arg in config.publish.command:
+    for i, arg in enumerate(config.publish.command):
         for placeholder in re.findall(r"\{[A-Za-z_]*\}", arg):
             if placeholder not in PLACEHOLDERS:
                 raise _Problem(
                     f'publish.command may only use the placeholders "{{mid}}" and '
                     f'"{{json}}", got {_show(placeholder)}'
+                )
+            if arg != placeholder:  # a path spliced into a shell string could run as code
+                raise _Problem(
+                    f'publish.command[{i}] may hold "{{mid}}" or "{{json}}" only as a whole '
+                    'argument (inside a shell command use "$DEEPKEYS_MID" and '
+                    f'"$DEEPKEYS_JSON"), got {_show(arg)}'
                 )
 
 

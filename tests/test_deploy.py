@@ -24,7 +24,10 @@ from deepkeys.device.config import hardware_free_config
 from conftest import MODELS, run_cli, wait_for
 
 REMOTE = f"{sys.executable} -m deepkeys.device.cli"  # the venv's python: an absolute path
-WEIRD_GENRE = """it's a "test" $(touch PWNED) `touch PWNED`; touch PWNED & |x| *"""
+# A genre name is restricted to a safe set (it ends up in the file names a publish
+# command gets); a crafted one is refused on both sides of a deploy.
+CRAFTED_GENRE = """it's a "test" $(touch PWNED) `touch PWNED`; touch PWNED & |x| *"""
+ODD_GENRE = "it-s_a-Test-2"  # the oddest a genre may be
 
 
 @pytest.fixture
@@ -230,15 +233,15 @@ def test_names_with_spaces_quotes_and_metacharacters_pass_safely(
     sshd, device, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)  # a `touch PWNED` that ran anywhere would land here or in /
-    folder = model_copy(tmp_path / "it's a folder $(x)", WEIRD_GENRE, extra=b"w")
+    folder = model_copy(tmp_path / "it's a folder $(x)", ODD_GENRE, extra=b"w")
     result = deploy(sshd, device, "--from", folder)  # the config path has a space and a quote
     assert result.returncode == 0, result.stderr
     live = device["state"] / "models"
     assert sorted(p.name for p in live.iterdir()) == [
-        f"{WEIRD_GENRE}.json",
-        f"{WEIRD_GENRE}.tflite",
+        f"{ODD_GENRE}.json",
+        f"{ODD_GENRE}.tflite",
     ]
-    assert f"genre={WEIRD_GENRE} " in result.stdout
+    assert f"genre={ODD_GENRE} " in result.stdout
 
     # Host and user names that a shell would run: ssh gets each as one argument and
     # refuses them itself (exit 255); our code never hands them to a shell.
@@ -258,6 +261,36 @@ def test_names_with_spaces_quotes_and_metacharacters_pass_safely(
     assert "bad destination" in result.stderr
     for where in (tmp_path, Path("/"), Path.home(), device["root"]):
         assert not (where / "PWNED").exists()
+
+
+def test_a_crafted_genre_name_is_refused_by_deploy_and_by_the_device(
+    sshd, device, tmp_path, monkeypatch
+):
+    from deepkeys.device.errors import UserError
+    from deepkeys.device.maintenance.store import ModelStore
+
+    monkeypatch.chdir(tmp_path)
+    folder = model_copy(tmp_path / "crafted", CRAFTED_GENRE)
+    refusal = (
+        f"bad genre name {CRAFTED_GENRE!r}: use 1 to 64 letters, digits, '_' or '-', "
+        "starting with a letter or digit"
+    )
+    for args in (["--from", folder], ["--from", folder, "--models", CRAFTED_GENRE]):
+        result = deploy(sshd, device, *args)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [f"deepkeys: {refusal}"]
+    assert not device["state"].exists()  # refused before ssh ran
+    # A stream made by hand, without deploy's checks: the device refuses it too.
+    data = (folder / f"{CRAFTED_GENRE}.json").read_bytes()
+    store = ModelStore(tmp_path / "state")
+    with pytest.raises(UserError, match="bad genre name"):
+        store.receive(_tar([(f"{CRAFTED_GENRE}.json", tarfile.REGTYPE, data)]))
+    with pytest.raises(UserError, match="bad genre name"):
+        store.receive(_tar([]), {CRAFTED_GENRE: "0" * 64})
+    with pytest.raises(UserError, match="bad genre name"):
+        store.rollback("../escape")
+    assert store.active() == {}
+    assert not (tmp_path / "PWNED").exists()
 
 
 def test_ssh_argv_quotes_every_remote_word():

@@ -13,6 +13,9 @@ from deepkeys.device.maintenance.install import System
 
 from conftest import REPO, run_cli
 
+# Where the plan puts the code: not this checkout, which a clean clone may have in /tmp.
+PREFIX = Path("/srv/deepkeys-code")
+
 
 class FakeSystem(System):
     """A fresh Debian 12 as far as the install can tell: it records each command and
@@ -63,7 +66,7 @@ def install(tmp_path: Path, system: FakeSystem, dry_run: bool = False) -> tuple[
     from deepkeys.device.maintenance.install import InstallTarget, plan, run_steps
 
     lines: list[str] = []
-    target = InstallTarget(root=tmp_path, prefix=REPO, python="python3")
+    target = InstallTarget(root=tmp_path, prefix=PREFIX, python="python3")
     changes = run_steps(plan(target, system), dry_run=dry_run, out=lines.append)
     return changes, lines
 
@@ -75,7 +78,7 @@ def test_a_fresh_system_then_a_second_run_that_changes_nothing(tmp_path):
     system = FakeSystem(packages=["gcc"])
     changes, lines = install(tmp_path, system)
     assert changes == 7 and lines[-1] == "install: 7 of 7 steps changed something"
-    venv = REPO / ".venv"
+    venv = PREFIX / ".venv"
     assert system.ran == [
         ["apt-get", "update", "-q"],
         [
@@ -101,18 +104,25 @@ def test_a_fresh_system_then_a_second_run_that_changes_nothing(tmp_path):
             "deepkeys",
         ],
         ["python3", "-m", "venv", str(venv)],
-        [str(venv / "bin" / "pip"), "install", "-q", "-e", f"{REPO}[device]"],
+        [str(venv / "bin" / "pip"), "install", "-q", "-e", f"{PREFIX}[device]"],
         ["systemctl", "daemon-reload"],
-        ["systemctl", "enable", "--now", "deepkeys.service"],
+        ["systemctl", "enable", "--now", "deepkeys.service", "deepkeys-publish.path"],
         ["systemctl", "restart", "deepkeys.service"],
     ]
     assert system.users["deepkeys"] == {"deepkeys", "audio", "gpio"}
     config = tmp_path / "etc" / "deepkeys" / "config.toml"
     assert load_config(config) == Config()
-    unit = (tmp_path / "etc" / "systemd" / "system" / "deepkeys.service").read_text()
-    assert f"ExecStart={venv}/bin/deepkeys run\n" in unit
-    assert unit == (REPO / "systemd" / "deepkeys.service").read_text().replace(
-        "/opt/deepkeys", str(REPO)
+    units = tmp_path / "etc" / "systemd" / "system"
+    assert f"ExecStart={venv}/bin/deepkeys run\n" in (units / "deepkeys.service").read_text()
+    publish = (units / "deepkeys-publish.service").read_text()
+    assert f"ExecStart={venv}/bin/deepkeys publish\n" in publish
+    assert f"ReadOnlyPaths=-/var/lib/deepkeys {PREFIX}\n" in publish
+    for name in ("deepkeys.service", "deepkeys-publish.service", "deepkeys-publish.path"):
+        assert (units / name).read_text() == (REPO / "systemd" / name).read_text().replace(
+            "/opt/deepkeys", str(PREFIX)
+        )
+    assert sorted(p.name for p in units.iterdir()) == sorted(
+        p.name for p in (REPO / "systemd").iterdir() if p.suffix in (".service", ".path")
     )
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
 
@@ -128,7 +138,7 @@ def test_a_fresh_system_then_a_second_run_that_changes_nothing(tmp_path):
             "service user",
             "venv",
             "config",
-            "systemd unit",
+            "systemd units",
             "service",
         )
     ] + ["install: 0 of 7 steps changed something (nothing to do)"]
@@ -145,7 +155,7 @@ def test_dry_run_prints_every_step_and_changes_nothing(tmp_path):
         "would  service user",
         "would  venv",
         "would  config",
-        "would  systemd unit",
+        "would  systemd units",
         "would  service",
     ]
     assert "useradd --system --user-group" in lines[2]
@@ -172,6 +182,33 @@ def test_code_under_home_is_refused_in_one_line(tmp_path):
         plan(InstallTarget(root=tmp_path, prefix=Path("/home/pi/deepkeys")), FakeSystem())
 
 
+@pytest.mark.parametrize("prefix", ["/tmp/deepkeys", "/var/tmp/deepkeys", "/tmp"])
+def test_code_under_tmp_is_refused_in_one_line(tmp_path, prefix):
+    from deepkeys.device.errors import UserError
+    from deepkeys.device.maintenance.install import InstallTarget, plan
+
+    with pytest.raises(UserError) as err:
+        plan(InstallTarget(root=tmp_path, prefix=Path(prefix)), FakeSystem())
+    assert str(err.value) == (
+        f"the code is in {prefix}, which the unit's PrivateTmp=yes hides from the daemon: "
+        "clone it to /opt/deepkeys and install from there"
+    )
+    # And from the command line: one line, status 2, nothing written.
+    result = run_cli("install", "--dry-run", "--root", tmp_path, "--prefix", prefix)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"deepkeys: {err.value}"]
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("prefix", ["/opt/deep keys", "/opt/deepkeys%h", "/opt/a;b", "/opt/'x'"])
+def test_a_prefix_the_unit_files_cannot_hold_is_refused(tmp_path, prefix):
+    from deepkeys.device.errors import UserError
+    from deepkeys.device.maintenance.install import InstallTarget, plan
+
+    with pytest.raises(UserError, match="cannot go into a systemd unit"):
+        plan(InstallTarget(root=tmp_path, prefix=Path(prefix)), FakeSystem())
+
+
 def test_the_real_system_queries_read_this_machine():
     system = System()
     assert system.package_installed("openssh-server") is True  # make test installs it
@@ -184,14 +221,22 @@ def test_the_real_system_queries_read_this_machine():
 
 
 def test_cli_dry_run_on_this_machine_plans_without_changing_it(tmp_path):
+    from deepkeys.device.errors import UserError
+    from deepkeys.device.maintenance.install import refuse_hidden_prefix
+
     result = run_cli("install", "--dry-run", "--root", tmp_path)
+    try:
+        refuse_hidden_prefix(REPO)
+    except UserError as exc:  # this checkout is in /tmp, say: the units could not run it
+        assert result.returncode == 2 and result.stderr.strip() == f"deepkeys: {exc}"
+        return
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 8 and lines[-1].startswith("install: ")
     assert lines[0] == "ok     apt packages"  # `make test` installed the device's packages
     assert lines[3] == "ok     venv"  # and the venv this test runs in
     assert lines[4].startswith("would  config: write ") and lines[5].startswith(
-        "would  systemd unit: write "
+        "would  systemd units: write "
     )
     if System().user_groups("deepkeys") is None:
         assert lines[2].startswith("would  service user: useradd --system")

@@ -1,10 +1,12 @@
 """Security: the daemon listens on nothing but its 0660 control socket, and the unit
-runs it unprivileged with only the groups it needs."""
+runs it unprivileged with only the groups it needs; publishing has a sandbox of its own,
+and `systemd-analyze` verifies the units and scores their exposure."""
 
 from __future__ import annotations
 
 import configparser
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -119,3 +121,80 @@ def test_the_unit_runs_unprivileged_with_only_audio_and_gpio():
     assert service["RuntimeDirectoryMode"] == "0750"
     assert service["RestrictAddressFamilies"] == "AF_UNIX" and service["IPAddressDeny"] == "any"
     assert not list(UNIT.parent.glob("*.socket"))  # no socket activation listening either
+
+
+# --------------------------------------------------------------------------- publishing
+PUBLISH_UNIT = REPO / "systemd" / "deepkeys-publish.service"
+PUBLISH_PATH = REPO / "systemd" / "deepkeys-publish.path"
+SPOOL = "/var/lib/deepkeys/publish"
+
+
+def _environment(unit: Path) -> dict[str, str]:
+    """Every ``Environment=`` assignment of a unit (UnitParser keeps only the last line)."""
+    env: dict[str, str] = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            env.update(word.split("=", 1) for word in line.split("=", 1)[1].split())
+    return env
+
+
+def test_publishing_runs_in_a_sandbox_of_its_own_with_network_and_a_read_only_state():
+    parser = UnitParser()
+    parser.read(PUBLISH_UNIT)
+    publish = parser["Service"]
+    assert publish["ExecStart"] == "/opt/deepkeys/.venv/bin/deepkeys publish"
+    assert publish["Type"] == "oneshot"
+    assert publish["User"] == "deepkeys" and "SupplementaryGroups" not in publish
+    # The network, which rsync and scp need, and nothing else the daemon lacks.
+    assert set(publish["RestrictAddressFamilies"].split()) >= {"AF_INET", "AF_INET6"}
+    assert "IPAddressDeny" not in publish
+    assert publish["CapabilityBoundingSet"] == "" and publish["NoNewPrivileges"] == "yes"
+    # The state and the code read-only; only the queue writable, to remove what is done.
+    assert publish["ProtectSystem"] == "full"
+    assert publish["ReadOnlyPaths"].split() == ["-/var/lib/deepkeys", "/opt/deepkeys"]
+    assert publish["ReadWritePaths"] == f"-{SPOOL}"
+    assert publish["ProtectHome"] == "yes" and publish["PrivateTmp"] == "yes"
+    assert "RemoveIPC" not in publish  # it would take the daemon's (same user) with it
+    # One queue: the daemon writes it, the path unit watches it, the service drains it.
+    assert _environment(UNIT)["DEEPKEYS_PUBLISH_SPOOL"] == SPOOL
+    assert _environment(PUBLISH_UNIT)["DEEPKEYS_PUBLISH_SPOOL"] == SPOOL
+    path = UnitParser()
+    path.read(PUBLISH_PATH)
+    assert path["Path"]["DirectoryNotEmpty"] == SPOOL
+    assert path["Path"]["Unit"] == PUBLISH_UNIT.name
+    # The daemon's own sandbox is as tight as before.
+    daemon = _service()
+    assert daemon["RestrictAddressFamilies"] == "AF_UNIX" and daemon["IPAddressDeny"] == "any"
+    assert daemon["ProtectSystem"] == "strict" and daemon["ReadWritePaths"] == "/var/lib/deepkeys"
+
+
+def _exposure(unit: Path) -> float:
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    last = result.stdout.strip().splitlines()[-1]
+    assert f"Overall exposure level for {unit.name}:" in last, result.stdout + result.stderr
+    return float(last.split(":")[1].split()[0])
+
+
+def test_the_units_verify_and_their_exposure_is_low(tmp_path):
+    """`systemd-analyze verify` on the three units together, and `security` on both
+    services; the scores are in the README (0 is best, 10 is no sandbox at all)."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is missing: `make test` installs the systemd package")
+    copies = []
+    for unit in (UNIT, PUBLISH_UNIT, PUBLISH_PATH):
+        copy = tmp_path / unit.name  # verify checks ExecStart exists: one this machine has
+        copy.write_text(unit.read_text().replace("/opt/deepkeys/.venv/bin/deepkeys", "/bin/true"))
+        copies.append(copy)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, copies)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "deepkeys" not in result.stderr, result.stderr
+    daemon, publish = _exposure(copies[0]), _exposure(copies[1])
+    assert daemon <= 3.2, daemon
+    assert publish <= 2.0, publish

@@ -12,7 +12,8 @@ Threads, as DESIGN.md fixes them:
   actions it answers with, in order
   (``do_<action>`` below, one method per name in ``events.ACTIONS``);
 - one generation worker runs inference and posts ``GenerationDone`` back;
-- one save worker writes takes and compositions (and runs ``publish.command``);
+- one save worker writes takes and compositions (and runs ``publish.command``, or
+  queues it under systemd);
 - the audio thread (:mod:`~deepkeys.device.adapters.audio`) renders the synth and the sequencer.
 
 The loop also sends ``Tick`` every ``TICK_S``, feeds systemd's watchdog (so a stalled
@@ -30,7 +31,6 @@ import json
 import logging
 import queue
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter, deque
@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from deepkeys.device.adapters import notify
 from deepkeys.device.adapters.control import ControlServer, event_dict
+from deepkeys.device.appliance import publish
 from deepkeys.device.appliance.keypath import KeyPath
 from deepkeys.device.atomic import atomic_write_bytes
 from deepkeys.device.config import Config
@@ -72,7 +73,6 @@ log = logging.getLogger("deepkeys.daemon")
 TICK_S = 0.010  # the state machine's clock
 SNAPSHOT_S = 0.050  # how often the status snapshot is rebuilt
 QUEUE_SIZE = 1024
-PUBLISH_TIMEOUT_S = 60.0
 LATENCY_WINDOW = 1024  # key-to-audio samples kept for the status
 BIG_ARGS = ("take", "composition")  # not sent to monitors
 RELOAD_TIMEOUT_S = 10.0
@@ -526,23 +526,18 @@ class Daemon:
         return mid, side
 
     def _run_publish(self, mid: Path, side: Path) -> None:
-        argv = self.cfg.publish.argv(mid, side)
-        try:
-            result = subprocess.run(
-                argv, capture_output=True, text=True, timeout=PUBLISH_TIMEOUT_S, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            self.counts["publish_errors"] += 1
-            log.error(kv(event="publish_failed", command=argv[0], error=one_line(exc)))
+        """Save worker: run the command here, or, under systemd, queue it for the
+        publish unit's sandbox (the daemon's own has no network; see ``publish``)."""
+        spool = publish.spool_from_env()
+        if spool is None:
+            if not publish.run_command(self.cfg.publish, mid, side):
+                self.counts["publish_errors"] += 1
             return
-        if result.returncode != 0:
+        try:
+            publish.queue_request(spool, mid, side)
+        except OSError as exc:
             self.counts["publish_errors"] += 1
-            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
-            log.error(
-                kv(event="publish_failed", command=argv[0], status=result.returncode, error=tail[0])
-            )
-        else:
-            log.info(kv(event="published", mid=mid))
+            log.error(kv(event="publish_failed", mid=mid, error=exc.strerror or one_line(exc)))
 
     # ================================================================ control socket
     def _reload(self, request: dict[str, Any]) -> dict[str, Any]:

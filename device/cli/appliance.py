@@ -39,6 +39,14 @@ def add_parsers(sub: Subcommands) -> None:
     add_config(p)
 
     p = add_command(
+        sub,
+        "publish",
+        cmd_publish,
+        help="publish the compositions the daemon queued (what deepkeys-publish.service runs)",
+    )
+    add_config(p)
+
+    p = add_command(
         sub, "sim", cmd_sim, help="the daemon on a desktop, played from the computer keyboard"
     )
     add_config(p)
@@ -143,6 +151,21 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     print(effective_config_text(args.config), end="")
     return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from deepkeys.device.appliance.publish import SPOOL_ENV, drain, spool_from_env
+    from deepkeys.device.config import load_config
+
+    spool = spool_from_env()
+    if spool is None:
+        raise UserError(
+            f"no publish queue: {SPOOL_ENV} is not set (deepkeys-publish.service sets it; "
+            "without systemd the daemon runs publish.command itself)"
+        )
+    done = drain(load_config(args.config), spool)
+    print(done.line())
+    return 1 if done.refused or done.failed else 0
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

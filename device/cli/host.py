@@ -77,6 +77,10 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 def run_host_command(args: argparse.Namespace) -> int:
     """Run ``deepkeys.host.commands.<command>``, or say which host libraries are missing."""
+    from deepkeys.device.generation.card import check_genre_name
+
+    for genre in args.genre if isinstance(args.genre, list) else [args.genre]:
+        check_genre_name(genre)  # it names the run folder, the card and the model file
     missing = [m for m in ("tensorflow", "music21") if importlib.util.find_spec(m) is None]
     if missing:
         raise UserError(

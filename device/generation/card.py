@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,28 @@ CARD_FORMAT = "deepkeys-model/1"
 # poly: one sigmoid per pitch per step, plus a chord-onset probability;
 # drums: one onset sigmoid per drum class per step, played by the card's drum_notes.
 TRACK_KINDS = ("mono", "poly", "drums")
+#: A genre name is part of file names (cards, models, saved compositions, which the
+#: publish command gets) and of deploy's arguments: a safe set of characters only.
+GENRE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def check_genre_name(genre: str) -> str:
+    """``genre`` if it is 1 to 64 ASCII letters, digits, ``_`` or ``-``, starting with a
+    letter or digit; a one-line :class:`UserError` otherwise.
+
+    >>> check_genre_name("bossa-nova_2")
+    'bossa-nova_2'
+    >>> check_genre_name("bossa $(touch x)")
+    Traceback (most recent call last):
+    ...
+    deepkeys.device.errors.UserError: bad genre name 'bossa $(touch x)': use 1 to 64 ...
+    """
+    if not GENRE_NAME.fullmatch(genre):
+        raise UserError(
+            f"bad genre name {genre!r}: use 1 to 64 letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return genre
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +183,10 @@ def sha256_of(path: str | Path) -> str:
 def load_card(path: str | Path, verify_model: bool = True) -> ModelCard:
     """Read and check a card; with ``verify_model`` also check the model file's sha256."""
     path = Path(path)
+    try:
+        check_genre_name(path.stem)  # the card's file name is the genre's name
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deepkeys.device.errors import UserError
-from deepkeys.device.generation.card import load_card
+from deepkeys.device.generation.card import check_genre_name, load_card
 from deepkeys.device.maintenance.ssh import check_destination, run_remote
-from deepkeys.device.maintenance.store import check_genre_name
 
 
 def pack(cards: Sequence[Path]) -> tuple[bytes, dict[str, str]]:

@@ -9,8 +9,10 @@ the second time, and ``--dry-run`` prints exactly what a real run would do:
 3. the ``deepkeys`` service user, in the audio and gpio groups, no login shell;
 4. the venv at ``PREFIX/.venv`` with the device extra;
 5. ``/etc/deepkeys/config.toml``, every key at its default, only if absent;
-6. the systemd unit, with ``ExecStart`` pointing into ``PREFIX``;
-7. the unit enabled and started (restarted if step 6 changed it).
+6. the systemd units (the daemon, and the publish service with the path unit that
+   starts it), with ``ExecStart`` pointing into ``PREFIX``;
+7. the daemon and the publish path unit enabled and started (the daemon restarted if
+   step 6 changed its units).
 
 Machine state is read and changed through a :class:`System`; the files go under
 ``root`` (``/`` on the Pi, a temporary folder in the tests).
@@ -21,6 +23,7 @@ Machine state is read and changed through a :class:`System`; the files go under
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -34,7 +37,9 @@ from deepkeys.device.errors import UserError
 from deepkeys.device.resources import REPO
 
 UNIT_NAME = "deepkeys.service"
-SHIPPED_UNIT = REPO / "systemd" / UNIT_NAME
+#: publish.command runs there, in a sandbox with network (see appliance.publish).
+PUBLISH_PATH_UNIT = "deepkeys-publish.path"
+UNIT_NAMES = (UNIT_NAME, "deepkeys-publish.service", PUBLISH_PATH_UNIT)
 SHIPPED_PREFIX = "/opt/deepkeys"  # what the shipped unit's ExecStart names
 SERVICE_USER = "deepkeys"
 SERVICE_GROUPS = ("audio", "gpio")  # the only groups it needs: sound card and GPIO
@@ -117,9 +122,8 @@ class InstallTarget:
     def config_file(self) -> Path:
         return self.under_root(DEFAULT_PATH)
 
-    @property
-    def unit_file(self) -> Path:
-        return self.under_root(f"/etc/systemd/system/{UNIT_NAME}")
+    def unit_file(self, name: str = UNIT_NAME) -> Path:
+        return self.under_root(f"/etc/systemd/system/{name}")
 
 
 @dataclass
@@ -140,9 +144,9 @@ class UnitChange:
     changed: bool = False
 
 
-def unit_text(prefix: Path) -> str:
-    """The shipped unit with ``ExecStart`` (and its docs link) pointing into ``prefix``."""
-    return SHIPPED_UNIT.read_text().replace(SHIPPED_PREFIX, str(prefix))
+def unit_text(prefix: Path, name: str = UNIT_NAME) -> str:
+    """A shipped unit with ``ExecStart`` (and its docs link) pointing into ``prefix``."""
+    return (REPO / "systemd" / name).read_text().replace(SHIPPED_PREFIX, str(prefix))
 
 
 def config_text() -> str:
@@ -168,20 +172,38 @@ def plan(target: InstallTarget, system: System) -> list[Step]:
     ]
 
 
+#: Folders the units hide from the daemon, and the setting that hides each.
+HIDDEN = {
+    "/home": "ProtectHome",
+    "/root": "ProtectHome",
+    "/tmp": "PrivateTmp",
+    "/var/tmp": "PrivateTmp",
+}
+#: What a path in a unit file may hold: systemd splits on spaces and expands '%'.
+UNIT_PATH = re.compile(r"/[A-Za-z0-9._+@/-]*")
+
+
 def refuse_hidden_prefix(prefix: Path) -> None:
-    """Refuse code under /home or /root: the unit's ProtectHome=yes hides it from the daemon.
+    """Refuse code the units hide from the daemon (ProtectHome=yes: /home and /root;
+    PrivateTmp=yes: /tmp and /var/tmp), or whose path a unit file cannot hold.
 
     >>> refuse_hidden_prefix(Path("/opt/deepkeys"))
     >>> refuse_hidden_prefix(Path("/home/pi/deepkeys"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     deepkeys.device.errors.UserError: the code is in /home/pi/deepkeys, which ...
     """
-    for hidden in ("/home", "/root"):
+    for hidden, setting in HIDDEN.items():
         if prefix == Path(hidden) or Path(hidden) in prefix.parents:
             raise UserError(
-                f"the code is in {prefix}, which the unit's ProtectHome=yes hides "
+                f"the code is in {prefix}, which the unit's {setting}=yes hides "
                 f"from the daemon: clone it to {SHIPPED_PREFIX} and install from there"
             )
+    if not UNIT_PATH.fullmatch(str(prefix)):
+        raise UserError(
+            f"the code is in {str(prefix)!r}, which cannot go into a systemd unit "
+            "(letters, digits and . _ + @ - / only): clone it to "
+            f"{SHIPPED_PREFIX} and install from there"
+        )
 
 
 def _commands(argvs: list[list[str]]) -> str:
@@ -284,39 +306,50 @@ def config_step(target: InstallTarget) -> Step:
 
 
 def unit_step(target: InstallTarget, system: System, unit: UnitChange) -> Step:
-    """6. The systemd unit pointing into the prefix; rewriting it marks ``unit`` changed."""
-    path = target.unit_file
+    """6. The systemd units pointing into the prefix; rewriting one marks ``unit`` changed."""
+
+    def stale() -> list[str]:
+        return [
+            name
+            for name in UNIT_NAMES
+            if not target.unit_file(name).is_file()
+            or target.unit_file(name).read_text() != unit_text(target.prefix, name)
+        ]
 
     def write() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, unit_text(target.prefix).encode())
+        for name in stale():
+            path = target.unit_file(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, unit_text(target.prefix, name).encode())
         unit.changed = True
         system.run(["systemctl", "daemon-reload"])
 
-    def current() -> bool:
-        return path.is_file() and path.read_text() == unit_text(target.prefix)
+    def what() -> str:
+        paths = ", ".join(str(target.unit_file(name)) for name in stale())
+        return (
+            f"write {paths} (ExecStart={target.venv_bin}/deepkeys run|publish); "
+            "systemctl daemon-reload"
+        )
 
-    return Step(
-        "systemd unit",
-        lambda: f"write {path} (ExecStart={target.venv_bin}/deepkeys run); systemctl daemon-reload",
-        current,
-        write,
-    )
+    return Step("systemd units", what, lambda: not stale(), write)
 
 
 def service_step(system: System, unit: UnitChange) -> Step:
-    """7. The service enabled and started, and restarted if step 6 changed its unit."""
+    """7. The daemon and the publish path unit enabled and started, and the daemon
+    restarted if step 6 changed the units."""
 
     def argvs() -> list[list[str]]:
-        start = [["systemctl", "enable", "--now", UNIT_NAME]]
+        start = [["systemctl", "enable", "--now", UNIT_NAME, PUBLISH_PATH_UNIT]]
         return start + [["systemctl", "restart", UNIT_NAME]] if unit.changed else start
 
-    return Step(
-        "service",
-        lambda: _commands(argvs()),
-        lambda: system.unit_state(UNIT_NAME) == ("enabled", "active") and not unit.changed,
-        lambda: _run_all(system, argvs()),
-    )
+    def done() -> bool:
+        running = all(
+            system.unit_state(name) == ("enabled", "active")
+            for name in (UNIT_NAME, PUBLISH_PATH_UNIT)
+        )
+        return running and not unit.changed
+
+    return Step("service", lambda: _commands(argvs()), done, lambda: _run_all(system, argvs()))
 
 
 def run_steps(steps: list[Step], dry_run: bool = False, out: Callable[[str], None] = print) -> int:

@@ -38,36 +38,11 @@ from typing import BinaryIO
 
 from deepkeys.device.atomic import atomic_write_bytes, fsync_dir
 from deepkeys.device.errors import UserError
-from deepkeys.device.generation.card import load_card, sha256_of
+from deepkeys.device.generation.card import GENRE_NAME, check_genre_name, load_card, sha256_of
 
 KEEP_VERSIONS = 3  # per genre: the active one and two to roll back to
 MAX_FILE_BYTES = 512 << 20  # a model is a few MB; refuse a stream that runs away
 SUFFIXES = (".json", ".tflite")
-
-
-def check_genre_name(genre: str) -> str:
-    """A genre name becomes a file name: no slashes, no leading dot, no control characters.
-
-    Spaces, quotes and shell metacharacters are fine (they never meet a shell).
-
-    >>> check_genre_name("bossa nova's $(best)")
-    "bossa nova's $(best)"
-    >>> check_genre_name("../etc")
-    Traceback (most recent call last):
-    ...
-    deepkeys.device.errors.UserError: bad genre name '../etc': no '/', no leading '.', ...
-    """
-    if (
-        not 1 <= len(genre) <= 100
-        or "/" in genre
-        or genre.startswith(".")
-        or any(ord(c) < 32 or c == "\x7f" for c in genre)
-    ):
-        raise UserError(
-            f"bad genre name {genre!r}: no '/', no leading '.', "
-            "no control characters, 1..100 characters"
-        )
-    return genre
 
 
 @dataclass(frozen=True)
@@ -121,7 +96,7 @@ class ModelStore:
         ``expect`` maps genre -> the sha256 the sender computed; a pair missing from
         it, or different, is refused. Returns one :class:`Received` per genre.
         """
-        expect = dict(expect or {})
+        expect = {check_genre_name(g): sha for g, sha in (expect or {}).items()}
         results: list[Received] = []
         with self._locked():
             incoming = Path(self._mkdtemp("incoming-"))
@@ -151,6 +126,7 @@ class ModelStore:
 
     def rollback(self, genre: str) -> str:
         """Make the previous deployed version of ``genre`` active again; its sha256."""
+        check_genre_name(genre)
         with self._locked():
             history = self.history()
             shas = history.get(genre, [])
@@ -271,8 +247,8 @@ class ModelStore:
             return
         for card in sorted(self.link.glob("*.json")):
             genre, model = card.stem, card.with_suffix(".tflite")
-            if not model.is_file() or any(c in genre for c in "/\0"):
-                continue
+            if not model.is_file() or not GENRE_NAME.fullmatch(genre):
+                continue  # left in the manual-* folder it moves to
             sha = sha256_of(model)
             target = self.versions / genre / sha
             if not target.is_dir():
