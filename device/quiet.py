@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO
 
-# One redirect at a time: two threads swapping fd 2 would restore each other's file.
-# Re-entrant, so a capture may sit inside a redirect (the sim loads models that way).
+# Captures one at a time: two threads swapping fd 2 would restore each other's file.
+# Re-entrant: a capture holds it for its block and swaps fd 2 inside.
 _LOCK = threading.RLock()
 
 
@@ -50,21 +50,27 @@ def _flush_python_stderr() -> None:
 @contextmanager
 def stderr_into(file: IO[bytes] | IO[str]) -> Iterator[None]:
     """fd 2 writes into ``file`` (open for writing) until the block ends. Without an fd 2
-    (a daemon started with it closed) the block simply runs."""
+    (a daemon started with it closed) the block simply runs.
+
+    Only the swaps hold the lock, so a long block (the sim's whole session) does not
+    stop :func:`captured_stderr` in other threads; a capture inside restores this file.
+    """
     with _LOCK:
         _flush_python_stderr()
         try:
             saved = os.dup(2)
         except OSError:
-            yield
-            return
-        try:
+            saved = -1
+        else:
             os.dup2(file.fileno(), 2)
-            yield
-        finally:
-            _flush_python_stderr()
-            os.dup2(saved, 2)
-            os.close(saved)
+    try:
+        yield
+    finally:
+        if saved >= 0:
+            with _LOCK:
+                _flush_python_stderr()
+                os.dup2(saved, 2)
+                os.close(saved)
 
 
 @contextmanager

@@ -3,6 +3,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
+import pty
+import select
+import signal
+import struct
+import sys
+import termios
 import threading
 import time
 import wave
@@ -17,6 +26,8 @@ from deepkeys.device.appliance.sim import (
     PIANO_KEYS,
     SimController,
     SimKeys,
+    SimLog,
+    notice_of,
     render_screen,
     sim_config,
     wav_device,
@@ -239,3 +250,173 @@ def test_sim_needs_a_terminal():
     result = run_cli("sim")
     assert result.returncode == 2
     assert result.stderr.strip() == "deepkeys: 'deepkeys sim' needs a terminal"
+
+
+# --------------------------------------------------------------------------- in a terminal
+class Terminal:
+    """``deepkeys sim`` on a pseudo-terminal of its own, as a user's terminal runs it."""
+
+    def __init__(self, *args: str | os.PathLike[str]) -> None:
+        env = dict(os.environ, TERM="xterm", COLUMNS="120", LINES="40")
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: become the CLI
+            try:
+                os.execve(
+                    sys.executable,
+                    [sys.executable, "-m", "deepkeys.device.cli", "sim", *map(str, args)],
+                    env,
+                )
+            finally:
+                os._exit(127)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        self.output = b""
+        self.status: int | None = None
+
+    def read(self, timeout: float = 0.1) -> bool:
+        """Read what the sim drew; False once the terminal has nothing more to give."""
+        if self.fd < 0:
+            return False
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return True
+        try:
+            data = os.read(self.fd, 65536)
+        except OSError:  # EIO: the child closed its side
+            return False
+        self.output += data
+        return bool(data)
+
+    def wait_for_text(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output:
+            if not self.read() or time.monotonic() > deadline:
+                pytest.fail(f"no {text!r} on the sim's screen: {self.text()[-1500:]}")
+
+    def close_terminal(self) -> None:
+        """The user closes the terminal window: the kernel hangs up the sim."""
+        os.close(self.fd)
+        self.fd = -1
+
+    def wait(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            self.read(0.05)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                pytest.fail(f"the sim did not end: {self.text()[-1500:]}")
+        while self.read(0.05):
+            pass
+        return self.status
+
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP", "terminal closed"])
+def test_a_signal_or_a_closed_terminal_stops_the_sim_cleanly(config_file, tmp_path, how):
+    wav = tmp_path / "sim.wav"
+    term = Terminal("--config", config_file, "--wav", wav)
+    try:
+        term.wait_for_text("state: idle")
+        time.sleep(0.5)  # some audio into the WAV
+        if how == "terminal closed":
+            term.close_terminal()
+        else:
+            os.kill(term.pid, getattr(signal, how))
+        status = term.wait()
+    finally:
+        if term.status is None:
+            os.kill(term.pid, signal.SIGKILL)
+            os.waitpid(term.pid, 0)
+    assert status == 0, term.text()[-1500:]
+    sim_log = (tmp_path / "state" / "sim.log").read_text()
+    assert "event=stopping" in sim_log and "event=stopped" in sim_log
+    assert not (tmp_path / "ctl.sock").exists()  # the control socket is gone with it
+    with wave.open(str(wav)) as w:  # the header was written at close: its length is right
+        frames = w.getnframes()
+        assert frames > 0.3 * w.getframerate()
+        assert wav.stat().st_size == 44 + frames * w.getnchannels() * w.getsampwidth()
+    if how != "terminal closed":
+        assert f"wav={wav}" in term.text() and "Traceback" not in term.text()
+
+
+def test_without_a_sound_card_the_sim_says_to_use_wav(config_file):
+    text = config_file.read_text().replace('device = "null"', 'device = "hw:77"')
+    config_file.write_text(text)
+    term = Terminal("--config", config_file)
+    status = term.wait()
+    lines = [line for line in term.text().replace("\r", "").splitlines() if line.strip()]
+    assert status == 2, term.text()
+    assert len(lines) == 1 and lines[0].startswith("deepkeys: "), lines
+    assert "--wav FILE" in lines[0] and "hw:77" in lines[0]
+
+
+# --------------------------------------------------------------------------- what the screen says
+def test_a_genre_past_the_leds_is_shown_on_its_slot_blinking_a_count():
+    genres = [f"g{i}" for i in range(9)]
+    leds = {f"genre{i}": "off" for i in range(8)} | {"genre0": "blink"}
+    status = {"state": "idle", "genre": "g8", "genres": genres, "leds": leds}
+    lit = "\n".join(render_screen(status, now=0.0))  # the first flash of the count
+    assert "(#) g0|g8   ( ) g1" in lit
+    assert "g8 is genre 9 of 9: slot 1 blinks once (genres past the 8 LEDs blink their slot)" in lit
+    assert "( ) g0|g8" in "\n".join(render_screen(status, now=0.3))  # between flashes
+    steady = dict(status, genre="g1", leds=dict(leds, genre0="off", genre1="on"))
+    assert "( ) g0|g8   (#) g1" in "\n".join(render_screen(steady, now=0.3))
+
+
+def test_notices_say_why_a_press_did_nothing_and_where_a_file_went():
+    assert "press 2 (RECORD)" in (notice_of("generate=ignored reason=no_take") or "")
+    assert "nothing to play" in (notice_of("play=ignored reason=nothing_to_play") or "")
+    assert notice_of("event=saved mid=/s/takes/take-1.mid json=/s/takes/take-1.json") == (
+        "saved take: /s/takes/take-1.mid"
+    )
+    saved = 'event=saved mid="/s s/compositions/c.mid" json="/s s/compositions/c.json"'
+    assert notice_of(saved) == "saved composition: /s s/compositions/c.mid"
+    assert notice_of("event=midi_connected port=x") is None
+    assert notice_of('unparseable "quote') is None
+
+
+def test_the_screen_says_where_files_are_saved_and_counts_a_take_being_played(tmp_path):
+    status = {"state": "recording", "recording_notes": 3, "take_notes": 0}
+    text = "\n".join(render_screen(status, state_dir=tmp_path, notice="RECORD: note"))
+    assert f"files: takes in {tmp_path / 'takes'}, compositions in {tmp_path / 'compositions'}" in (
+        text
+    )
+    assert "take: recording, 3 notes so far" in text and "notice: RECORD: note" in text
+
+
+def test_presses_that_do_nothing_say_why_and_saved_takes_say_where(config_file, tmp_path):
+    cfg = sim_config(load_config(config_file))
+    simlog = SimLog()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(simlog)
+    root.setLevel(logging.INFO)
+    daemon, loop = _run(cfg)
+    sim = SimController(daemon, hold_s=0.2)
+    status = lambda: daemon.snapshot  # noqa: E731
+    try:
+        wait_for(lambda: status()["state"] == "idle", what="idle")
+        sim.press("3")
+        wait_for(lambda: "press 2 (RECORD)" in simlog.notice, what="GENERATE's notice")
+        sim.press(" ")
+        wait_for(lambda: "nothing to play" in simlog.notice, what="PLAY's notice")
+        sim.press("2")
+        wait_for(lambda: status()["state"] == "recording", what="recording")
+        sim.press("a")
+        wait_for(lambda: status()["recording_notes"] == 1, what="the note counted")
+        screen = "\n".join(render_screen(status(), state_dir=cfg.paths.state_dir))
+        assert "take: recording, 1 note so far" in screen
+        sim.press(" ")
+        wait_for(lambda: simlog.notice.startswith("saved take: "), what="the take saved")
+        path = Path(simlog.notice.removeprefix("saved take: "))
+        assert path.parent == cfg.paths.state_dir / "takes" and path.exists()
+    finally:
+        daemon.request_stop()
+        loop.join(timeout=15)
+        root.removeHandler(simlog)
+        root.setLevel(level)

@@ -11,7 +11,14 @@ The parts that decide things are plain and testable without a terminal:
 - :class:`SimController` carries them out on a daemon and releases notes later
   (a terminal reports no key-up, so a note sounds :data:`NOTE_HOLD_S` after its
   last key press; holding a key down keeps it sounding through auto-repeat);
-- :func:`render_screen` builds the screen's lines from a status dict.
+- :func:`render_screen` builds the screen's lines from a status dict, and
+  :func:`notice_of` turns the daemon's log lines into what the screen says about a
+  press that did nothing ("GENERATE: nothing recorded yet...") or a file saved.
+
+q, Ctrl-C, SIGTERM and a closed terminal (SIGHUP) all stop the daemon as ``deepkeys
+run`` stops: the WAV gets its header, the control socket goes, sim.log says
+``event=stopping``. What C libraries print on stderr (ALSA, FluidSynth) goes to
+sim.log too, not over the screen.
 
     >>> keys = SimKeys()
     >>> keys.handle("a"), keys.handle("2"), keys.handle(" ")
@@ -21,20 +28,26 @@ The parts that decide things are plain and testable without a terminal:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import queue
 import re
+import signal
 import threading
 import time
 from collections import deque
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from deepkeys.device.adapters.panel import COUNT_STEP_S, count_pattern, genre_slot
 from deepkeys.device.appliance.daemon import Daemon
 from deepkeys.device.config import Config, PathsConfig
+from deepkeys.device.errors import UserError
 from deepkeys.device.events import Button
 from deepkeys.device.generation.library import genres_in
+from deepkeys.device.quiet import stderr_into
 
 NOTE_HOLD_S = 0.3  # how long a key's note sounds after its last press (or auto-repeat)
 VELOCITY = 100
@@ -168,12 +181,45 @@ class SimController:
 
 
 # --------------------------------------------------------------------------- the screen
-def _led(state: str | None, now: float) -> str:
+def _led(state: str | None, now: float, count: int = 0) -> str:
+    """One LED as text; a genre slot blinking a ``count`` flashes as the panel does."""
     if state == "on":
         return "(#)"
     if state == "blink":
-        return "(#)" if int(now * 4) % 2 == 0 else "( )"
+        if count:
+            pattern = count_pattern(count)
+            lit = pattern[int(now / COUNT_STEP_S) % len(pattern)]
+        else:
+            lit = int(now * 4) % 2 == 0
+        return "(#)" if lit else "( )"
     return "( )"
+
+
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
+
+
+def _genre_lines(status: dict[str, Any], leds: dict[str, str], now: float) -> list[str]:
+    """The genre slot LEDs, each labelled with every genre it shows, and for a genre past
+    the LEDs how its slot shows it."""
+    slots = sorted((int(k[5:]), v) for k, v in leds.items() if re.fullmatch(r"genre\d+", k))
+    if not slots:
+        return []
+    genres, genre = status.get("genres") or [], status.get("genre")
+    n = len(slots)
+    current = genres.index(genre) if genre in genres else None
+    shown, count = genre_slot(current, n) if current is not None else (-1, 0)
+    parts = []
+    for i, state in slots:
+        label = "|".join(genres[i::n]) or f"slot {i + 1}"
+        parts.append(f"{_led(state, now, count if i == shown else 0)} {label}")
+    lines = ["genre: " + "   ".join(parts)]
+    if count:
+        lines.append(
+            f"       {genre} is genre {current + 1} of {len(genres)}: slot {shown + 1} blinks "
+            f"{_times(count)} (genres past the {n} LEDs blink their slot)"
+        )
+    return lines
 
 
 def render_screen(
@@ -184,6 +230,8 @@ def render_screen(
     log_lines: list[str] | tuple[str, ...] = (),
     now: float | None = None,
     wav: str | None = None,
+    notice: str = "",
+    state_dir: Path | None = None,
 ) -> list[str]:
     """The sim's screen as plain text lines, from a daemon status snapshot.
 
@@ -196,7 +244,6 @@ def render_screen(
     """
     now = time.monotonic() if now is None else now
     leds = status.get("leds") or {}
-    genres = status.get("genres") or []
     lines = [
         "deepkeys sim" + (f"  (recording audio to {wav})" if wav else ""),
         f"state: {status.get('state', '?')}    genre: {status.get('genre') or '-'}    "
@@ -205,20 +252,17 @@ def render_screen(
         + "   ".join(
             f"{name.upper()} {_led(leds.get(name), now)}" for name in ("rec", "busy", "play")
         ),
+        *_genre_lines(status, leds, now),
     ]
-    genre_leds = [(k, v) for k, v in leds.items() if re.fullmatch(r"genre\d+", k)]
-    if genre_leds:
-        parts = []
-        for name, state in sorted(genre_leds, key=lambda kv: int(kv[0][5:])):
-            i = int(name[5:])
-            label = genres[i] if i < len(genres) else f"slot {i}"
-            parts.append(f"{_led(state, now)} {label}")
-        lines.append("genre: " + "   ".join(parts))
     seq = status.get("sequencer") or {}
     audio = status.get("audio") or {}
+    playing = status.get("recording_notes")
+    if playing is not None:  # the take being played: its notes so far
+        take = f"take: recording, {playing} note{'' if playing == 1 else 's'} so far"
+    else:
+        take = f"take: {status.get('take_bars', 0)} bars, {status.get('take_notes', 0)} notes"
     lines.append(
-        f"take: {status.get('take_bars', 0)} bars, {status.get('take_notes', 0)} notes"
-        f"    composition: {'yes' if status.get('has_composition') else 'no'}"
+        f"{take}    composition: {'yes' if status.get('has_composition') else 'no'}"
         f"    loop: {seq.get('state', '-')}    voices: {status.get('voices', 0)}"
     )
     latency = status.get("latency_ms") or {}
@@ -227,10 +271,73 @@ def render_screen(
         + (f"    key-to-sound p50 {latency['p50']} ms" if latency else "")
     )
     lines.append(f"octave: {octave:+d}    last: {last or '-'}")
+    if notice:
+        lines.append(f"notice: {notice}")
+    if state_dir is not None:
+        lines.append(
+            f"files: takes in {state_dir / 'takes'}, compositions in {state_dir / 'compositions'}"
+        )
     lines += ["", *HELP]
     if log_lines:
         lines += ["", *log_lines]
     return lines
+
+
+# What a press that did nothing says on the screen, by the state machine's log fields
+# (``generate=ignored reason=no_take``: see state.py).
+NOTICES = {
+    ("generate", "no_take"): "GENERATE: nothing recorded yet: press 2 (RECORD), play, then 3",
+    ("generate", "count_in"): "GENERATE: wait for the count-in to end",
+    ("generate", "busy"): "GENERATE: one is running already",
+    ("generate", "no_genre_installed"): "GENERATE: no genre installed (no models found)",
+    ("genre", "no_genre_installed"): "GENRE: no genre installed (no models found)",
+    ("play", "nothing_to_play"): "PLAY: nothing to play yet: record a take (2), then GENERATE (3)",
+    ("play", "generating"): "PLAY: the loop starts when the generation is done",
+    ("record", "busy"): "RECORD: wait for the generation to finish",
+    ("tempo", "count_in"): "TEMPO: fixed while a take is recorded",
+    ("tempo", "recording"): "TEMPO: fixed while a take is recorded",
+    ("autoplay", "stop"): "STOP: the generation will not start playing by itself",
+}
+_FIELD = re.compile(r"""(\w+)=("(?:[^"\\]|\\.)*"|'[^']*'|\S*)""")
+
+
+def _fields(message: str) -> dict[str, str]:
+    """``key=value`` fields of a log line, values quoted by ``log.kv`` (JSON) or by the
+    state machine (shell quotes) unquoted."""
+    out = {}
+    for key, value in _FIELD.findall(message):
+        if value.startswith('"'):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = value[1:-1]
+        elif value.startswith("'"):
+            value = value[1:-1]
+        out[key] = value
+    return out
+
+
+def notice_of(message: str) -> str | None:
+    """What the screen says about one of the daemon's log lines, or None for the others.
+
+    >>> notice_of("record=refused reason=busy")
+    'RECORD: wait for the generation to finish'
+    """
+    fields = _fields(message)
+    if fields.get("event") == "saved" and fields.get("mid"):
+        kind = "take" if Path(fields["mid"]).parent.name == "takes" else "composition"
+        return f"saved {kind}: {fields['mid']}"
+    if fields.get("event") == "generated":
+        return f"generated: {fields.get('genre')}, seed {fields.get('seed')}"
+    if fields.get("take") == "empty":
+        kept = "; the previous take is kept" if fields.get("kept") == "previous" else ""
+        return f"RECORD: nothing was played in that take{kept}"
+    if fields.get("generation") == "failed":
+        return f"GENERATE failed: {fields.get('error', '?')}"
+    for (key, reason), text in NOTICES.items():
+        if key in fields and fields.get("reason") == reason:
+            return text
+    return None
 
 
 def wav_device(path: str | os.PathLike[str]) -> str:
@@ -277,66 +384,118 @@ def sim_config(cfg: Config, wav: str | os.PathLike[str] | None = None) -> Config
     return cfg
 
 
-class _Recent(logging.Handler):
-    """Keeps the last few log lines for the screen (stderr belongs to curses)."""
+class SimLog(logging.Handler):
+    """What the screen shows of the log (stderr belongs to curses): the last few warnings
+    and errors, and a notice: the last press that did nothing and why, or the last file
+    saved (:func:`notice_of`)."""
 
     def __init__(self, n: int = 4) -> None:
-        super().__init__()
+        super().__init__(logging.INFO)
         self.lines: deque[str] = deque(maxlen=n)
+        self.notice = ""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.lines.append(f"{record.levelname.lower()}: {record.getMessage()}")
+            message = record.getMessage()
+            if record.levelno >= logging.WARNING:
+                self.lines.append(f"{record.levelname.lower()}: {message}")
+            elif record.name == "deepkeys.daemon" and (text := notice_of(message)):
+                self.notice = text
         except Exception:
             pass
 
 
+def _no_sound_card(exc: UserError, wav: str | None) -> UserError:
+    """The daemon's start failed: where it is the sound card, say how to do without."""
+    if wav is None and str(exc).startswith("audio device "):
+        return UserError(f"{exc}; without a sound card, play into a file: deepkeys sim --wav FILE")
+    return exc
+
+
+def _say(line: str) -> None:
+    """Print, unless the terminal is gone (closed window): then say nothing, ever."""
+    try:
+        print(line, flush=True)
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):  # so the interpreter's own last flush cannot fail either
+            os.dup2(devnull, fd)
+        os.close(devnull)
+
+
 def run_sim(cfg: Config, wav: str | None = None) -> int:
-    """Start the daemon, run the terminal UI until q, stop the daemon."""
+    """Start the daemon, run the terminal UI until q, Ctrl-C, SIGTERM or a hang-up, then
+    stop the daemon as ``deepkeys run`` stops."""
     import curses
 
     cfg = sim_config(cfg, wav)
-    cfg.paths.state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir = cfg.paths.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
     cfg.paths.socket.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    recent = _Recent()
+    simlog = SimLog()
     saved = root.handlers[:]
-    file_handler = logging.FileHandler(cfg.paths.state_dir / "sim.log")
+    file_handler = logging.FileHandler(state_dir / "sim.log")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    recent.setLevel(logging.WARNING)  # the screen shows trouble only; the file has it all
-    root.handlers = [file_handler, recent]
+    root.handlers = [file_handler, simlog]
 
     daemon = Daemon(cfg)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        daemon.request_stop()
+
+    # Set before curses starts: ncurses installs its own SIGTERM handler (exit 1, the
+    # daemon never stopped) only where none is set. SIGHUP: the terminal was closed.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        daemon.start()
-        loop = threading.Thread(target=daemon.run, name="deepkeys-sim-loop", daemon=True)
-        loop.start()
-        controller = SimController(daemon)
-        try:
-            curses.wrapper(_ui, daemon, controller, recent, wav)
-        finally:
-            controller.release_all()
-            daemon.request_stop()
-            loop.join(timeout=15)
+        with open(state_dir / "sim.log", "ab", buffering=0) as c_lines, stderr_into(c_lines):
+            try:
+                daemon.start()
+            except UserError as exc:
+                raise _no_sound_card(exc, wav) from None
+            loop = threading.Thread(target=daemon.run, name="deepkeys-sim-loop", daemon=True)
+            loop.start()
+            controller = SimController(daemon)
+            try:
+                if not stop.is_set():
+                    curses.wrapper(_ui, daemon, controller, simlog, wav, stop, state_dir)
+            except curses.error:
+                if not stop.is_set():
+                    raise
+                # A closed terminal fails curses' own clean-up: there is no screen to restore.
+            finally:
+                controller.release_all()
+                daemon.request_stop()
+                loop.join(timeout=15)
     finally:
         daemon.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         root.handlers = saved
         file_handler.close()
     if wav:
-        print(f"wav={Path(wav).absolute()}")
-    print(f"log={cfg.paths.state_dir / 'sim.log'}")
+        _say(f"wav={Path(wav).absolute()}")
+    _say(f"log={state_dir / 'sim.log'}")
     return 0
 
 
 def _ui(
-    stdscr: Any, daemon: Daemon, controller: SimController, recent: _Recent, wav: str | None
+    stdscr: Any,
+    daemon: Daemon,
+    controller: SimController,
+    simlog: SimLog,
+    wav: str | None,
+    stop: threading.Event,
+    state_dir: Path,
 ) -> None:
     import curses
 
     curses.curs_set(0)
     stdscr.timeout(20)
     drawn = 0.0
-    while not controller.quit:
+    while not controller.quit and not stop.is_set():
         try:
             key = stdscr.get_wch()
         except curses.error:
@@ -353,15 +512,20 @@ def _ui(
                 daemon.snapshot,
                 octave=controller.keys.octave,
                 last=controller.last,
-                log_lines=list(recent.lines),
+                log_lines=list(simlog.lines),
                 now=now,
                 wav=wav,
+                notice=simlog.notice,
+                state_dir=state_dir,
             )
-            stdscr.erase()
-            height, width = stdscr.getmaxyx()
-            for y, line in enumerate(lines[: height - 1]):
-                try:
-                    stdscr.addstr(y, 0, line[: width - 1])
-                except curses.error:
-                    pass
-            stdscr.refresh()
+            try:
+                stdscr.erase()
+                height, width = stdscr.getmaxyx()
+                for y, line in enumerate(lines[: height - 1]):
+                    try:
+                        stdscr.addstr(y, 0, line[: width - 1])
+                    except curses.error:
+                        pass
+                stdscr.refresh()
+            except curses.error:  # the terminal went away: SIGHUP is on its way
+                pass
