@@ -275,7 +275,11 @@ def test_a_crafted_genre_name_is_refused_by_deploy_and_by_the_device(
         f"bad genre name {CRAFTED_GENRE!r}: use 1 to 64 letters, digits, '_' or '-', "
         "starting with a letter or digit"
     )
-    for args in (["--from", folder], ["--from", folder, "--models", CRAFTED_GENRE]):
+    tries: list[list[str | os.PathLike[str]]] = [
+        ["--from", folder],
+        ["--from", folder, "--models", CRAFTED_GENRE],
+    ]
+    for args in tries:
         result = deploy(sshd, device, *args)
         assert result.returncode == 2
         assert result.stderr.strip().splitlines() == [f"deepkeys: {refusal}"]

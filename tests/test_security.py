@@ -134,7 +134,9 @@ def _environment(unit: Path) -> dict[str, str]:
     env: dict[str, str] = {}
     for line in unit.read_text().splitlines():
         if line.startswith("Environment="):
-            env.update(word.split("=", 1) for word in line.split("=", 1)[1].split())
+            for word in line.split("=", 1)[1].split():
+                key, _, value = word.partition("=")
+                env[key] = value
     return env
 
 
