@@ -309,6 +309,62 @@ def test_virtual_input_port_accepts_connections(jack_server: str) -> None:
             out.delete()
 
 
+def test_a_source_connected_twice_is_heard_once(keyboards) -> None:
+    """The daemon connects itself to the keyboard, and a patchbay (qjackctl, jack_connect, a
+    session manager) also connects it to our input port: every key arrives twice."""
+    import jack
+
+    kb = keyboards("kbd-twice")
+    q: queue.Queue = queue.Queue(maxsize=1024)
+    heard: list[MidiEvent] = []
+    with MidiInput(
+        q,
+        backend="jack",
+        client_name="dk-twice",
+        virtual_port="deepkeys in",
+        ports=["kbd-twice"],
+        on_event=heard.append,  # what the daemon sounds
+    ) as midi:
+        assert midi.ports == [kb.port_name]  # our own connection
+        patchbay = jack.Client("patchbay", no_start_server=True)
+        try:
+            ours = [
+                p.name
+                for p in patchbay.get_ports(is_midi=True, is_input=True)
+                if p.name.startswith("dk-twice") and p.name.endswith("deepkeys in")
+            ]
+            assert len(ours) == 1
+            patchbay.connect(kb.port_name, ours[0])  # the second connection
+            assert kb.port_name in [p.name for p in patchbay.get_all_connections(ours[0])]
+            time.sleep(0.1)
+            kb.send(note(60), mido.Message("control_change", control=64, value=127), note(60, 0))
+            assert collect(q, 3) == [NoteOn(60, 100), ControlChange(64, 127), NoteOff(60)]
+            time.sleep(0.3)
+            assert drain(q) == [] and len(heard) == 3
+            wait_for(lambda: midi.stats()["counts"].get("duplicate") == 3, what="3 duplicates")
+            assert midi.stats()["counts"]["note_on"] == 2  # as received once: on and its off
+            # The same key struck again later is a new note, heard once more.
+            time.sleep(0.1)
+            kb.send(note(60))
+            assert collect(q, 1) == [NoteOn(60, 100)]
+            time.sleep(0.2)
+            assert drain(q) == [] and len(heard) == 4
+        finally:
+            patchbay.close()
+
+
+def test_the_same_message_from_one_port_is_never_dropped() -> None:
+    # Two quick identical notes from one keyboard are two notes; only a second connection
+    # repeats a message within the window.
+    q: queue.Queue = queue.Queue()
+    with MidiInput(q, backend="sim", watch=False) as midi:
+        for _ in range(3):
+            midi.send(note(60))
+        midi.send(note(60))
+        assert [bare(e) for e in drain(q)] == [NoteOn(60, 100)] * 4
+        assert "duplicate" not in midi.stats()["counts"]
+
+
 def test_jack_without_server_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JACK_DEFAULT_SERVER", f"deepkeys-absent-{os.getpid()}")
     monkeypatch.setenv("JACK_NO_START_SERVER", "1")

@@ -24,6 +24,12 @@ per-port callback, which only parses, counts and enqueues. Nothing it does can
 raise, block or grow without bound:
 
 - sysex is counted and ignored; bytes mido cannot parse are counted as "invalid";
+- one source connected twice (our own connection to it, and a patchbay's to our
+  virtual port) delivers every message twice, once through each: the same bytes from
+  another connection within :data:`DUPLICATE_S` are dropped and counted as
+  "duplicate", so each key is heard once. Repeats from one connection always pass;
+  two keyboards playing the same note at the same velocity within that time sound
+  it once;
 - when the queue is full (or holds ``queue_limit`` items), new NoteOns are dropped
   and counted, while NoteOffs, controllers and pitch bend wait in a small
   coalescing buffer (at most one per note / controller state) that is flushed
@@ -64,6 +70,10 @@ log = logging.getLogger(__name__)
 
 #: ALSA's loopback client: never a keyboard, and connecting to it echoes our own output.
 SKIP_PORTS = ("Midi Through",)
+#: The same message from another connection this soon is the same message again: both
+#: copies come in the same JACK cycle (ALSA: the same dispatch) and one drain.
+DUPLICATE_S = 0.03
+_RECENT_MAX = 4096  # messages remembered for that, whatever a flood sends
 
 
 def to_event(msg: mido.Message, t: float) -> NoteOn | NoteOff | ControlChange | PitchBend | None:
@@ -143,6 +153,8 @@ class MidiInput(Worker):
         self._pending: OrderedDict[tuple, Any] = OrderedDict()
         self._sounding: set[int] = set()
         self._conns: dict[str, Closer] = {}
+        # message bytes -> (connection, time): the last time each message came
+        self._recent: OrderedDict[tuple[int, ...], tuple[str, float]] = OrderedDict()
         self._failed: dict[str, str] = {}  # port -> last error, so it is logged once
         self._connects = 0
         self._disconnects = 0
@@ -158,7 +170,9 @@ class MidiInput(Worker):
             self._backend = RtMidiPorts(api, client_name, read_s)
         try:
             if virtual_port:
-                closer = self._backend.open_virtual(virtual_port, self._callback())
+                closer = self._backend.open_virtual(
+                    virtual_port, self._callback(f"virtual:{virtual_port}")
+                )
                 self._virtual = (virtual_port, closer)
                 log.info(kv(event="midi_virtual_port", backend=backend, port=virtual_port))
             self.rescan()
@@ -225,7 +239,7 @@ class MidiInput(Worker):
                 if name in self._conns or not self._wants(name):
                     continue
                 try:
-                    self._conns[name] = self._backend.open(name, self._callback())
+                    self._conns[name] = self._backend.open(name, self._callback(name))
                 except Exception as exc:  # it may vanish between listing and opening
                     if self._failed.get(name) != str(exc):
                         log.warning(kv(event="midi_connect_failed", port=name, error=exc))
@@ -249,19 +263,22 @@ class MidiInput(Worker):
                 error = str(exc)
 
     # --- the callback path: parse, count, enqueue; never raise, block or grow
-    def _callback(self) -> RawCallback:
+    def _callback(self, connection: str) -> RawCallback:
+        """The callback of one connection (a source, or our virtual port)."""
+
         def on_bytes(data: Sequence[int]) -> None:
             try:
-                self._on_bytes(data)
+                self._on_bytes(data, connection)
             except Exception:  # nothing may escape into the reader (or the sim's sender)
                 with self._lock:
                     self._counts["error"] += 1
 
         return on_bytes
 
-    def _on_bytes(self, data: Sequence[int]) -> None:
+    def _on_bytes(self, data: Sequence[int], connection: str) -> None:
         if self._closed:
             return
+        now = self._clock()
         if not data:
             kind, msg = "invalid", None
         elif data[0] == 0xF0:
@@ -273,12 +290,30 @@ class MidiInput(Worker):
             except (ValueError, TypeError):
                 kind, msg = "invalid", None
         with self._lock:
+            if msg is not None and self._duplicate(tuple(data), connection, now):
+                self._counts["duplicate"] += 1
+                return
             self._counts[kind] += 1
-        event = to_event(msg, self._clock()) if msg is not None else None
+        event = to_event(msg, now) if msg is not None else None
         if event is not None:
             if self.on_event is not None:
                 self.on_event(event)  # first: the sound does not wait for the queue
             self._emit(event)
+
+    def _duplicate(self, key: tuple[int, ...], connection: str, now: float) -> bool:
+        """True if another connection brought these bytes within DUPLICATE_S (lock held)."""
+        recent = self._recent
+        while recent:  # forget what is too old to be repeated (oldest first)
+            oldest = next(iter(recent.values()))
+            if now - oldest[1] <= DUPLICATE_S and len(recent) < _RECENT_MAX:
+                break
+            recent.popitem(last=False)
+        seen = recent.get(key)
+        if seen is not None and seen[0] != connection and now - seen[1] <= DUPLICATE_S:
+            return True
+        recent[key] = (connection, now)
+        recent.move_to_end(key)
+        return False
 
     def _full(self) -> bool:
         return self.events.full() or self.events.qsize() >= self.queue_limit
@@ -356,8 +391,9 @@ class MidiInput(Worker):
         ``counts`` holds mido's type names as received ("note_on", also with
         velocity 0; "control_change", ...) plus
         "sysex", "invalid" (unparseable bytes), "error" (a bug in our callback),
-        "dropped" (notes lost to a full queue) and "coalesced" (state events merged
-        while the queue was full).
+        "dropped" (notes lost to a full queue), "coalesced" (state events merged
+        while the queue was full) and "duplicate" (a message that came again through a
+        second connection to the same source, not counted under its type).
         """
         with self._lock:
             counts = dict(self._counts)
@@ -380,7 +416,8 @@ class MidiInput(Worker):
             return
         with self._lock:
             trouble = {
-                k: self._counts[k] for k in ("invalid", "sysex", "dropped", "coalesced", "error")
+                k: self._counts[k]
+                for k in ("invalid", "sysex", "dropped", "coalesced", "error", "duplicate")
             }
         new = {
             k: v - self._logged_counts[k] for k, v in trouble.items() if v > self._logged_counts[k]
