@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from deepkeys.device.chords import Chord
+
 STEPS_PER_BEAT = 4
 BEATS_PER_BAR = 4
 STEPS_PER_BAR = STEPS_PER_BEAT * BEATS_PER_BAR
@@ -122,6 +124,7 @@ class Composition:
     tempo_bpm: float
     swing: float = 0.5
     groove: str | None = None  # which of a style genre's grooves accompanies it
+    chords: list[Chord] = field(default_factory=list)  # one per half bar, as every part plays
 
     @property
     def seconds(self) -> float:

@@ -42,9 +42,16 @@ def train(args: argparse.Namespace) -> int:
 
     run_dir = _run_dir(args)
     # The card records this, so anyone can retrain the model exactly.
+    overrides = {}
+    adversarial = ""
+    if args.adversarial_weight is not None:
+        if not np.isfinite(args.adversarial_weight) or args.adversarial_weight < 0:
+            raise UserError(f"--adversarial-weight must be >= 0, not {args.adversarial_weight}")
+        overrides["adversarial_weight"] = args.adversarial_weight
+        adversarial = f" --adversarial-weight {args.adversarial_weight:g}"
     command = (
         f"deepkeys train --genre {shlex.quote(args.genre)} --epochs {args.epochs} "
-        f"--seed {args.seed}{_data_args(args)}"
+        f"--seed {args.seed}{adversarial}{_data_args(args)}"
     )
     best = run_training(
         args.genre,
@@ -53,6 +60,7 @@ def train(args: argparse.Namespace) -> int:
         args.seed,
         args.resume,
         command,
+        tcfg_overrides=overrides,
         data_folder=args.data,
         melody_track=args.melody_track,
     )
@@ -80,6 +88,20 @@ def _dataset_text(genre: str, data_folder: Path | None) -> str:
             else "",
         )
     return INSTRUMENTATION[genre]["dataset"]
+
+
+def train_harmony(args: argparse.Namespace) -> int:
+    import json
+
+    from deepkeys.host.harmony.model import HarmonyConfig
+    from deepkeys.host.harmony.train import train_harmony as run_training
+
+    cfg = HarmonyConfig(epochs=args.epochs, seed=args.seed)
+    command = f"deepkeys train-harmony --epochs {args.epochs} --seed {args.seed}"
+    card = run_training(args.out, args.run_dir, cfg, command)
+    print(json.dumps(card.provenance["test_metrics"], indent=1))
+    print(f"model={card.model_path}\ncard={card.path}")
+    return 0
 
 
 def export(args: argparse.Namespace) -> int:
@@ -246,16 +268,17 @@ def int8_float_agreement(card: ModelCard, windows: Windows) -> float:
     """Note-cell F1 between the int8 and the float model's decoded tracks, at temperature 0:
     the (track, step, pitch) cells both sound over those either sounds."""
     from deepkeys.host.evaluate import decode_outputs
-    from deepkeys.host.model import GeneratorConfig, melody_tensor
+    from deepkeys.host.model import GeneratorConfig
 
     cfg = GeneratorConfig.from_json(card.provenance["generator"])
     kinds, drum_notes = kinds_of(card), drum_notes_of(card)
     generator = Generator(card)
     model = float_model_of(card)
     noise = noise_vector(cfg.noise_dim, len(cfg.grooves), 0, np.random.default_rng(0))
-    melody = melody_tensor(windows.melody_pitch, windows.melody_onset, cfg)
+    inputs = windows.inputs(cfg)
+    melody = inputs["melody"]
     out = model.predict(
-        {"melody": melody, "noise": np.tile(noise, (len(melody), 1))}, batch_size=64, verbose=0
+        {**inputs, "noise": np.tile(noise, (len(melody), 1))}, batch_size=64, verbose=0
     )
     thresholds = {t.name: t.threshold for t in card.tracks}
     float_parts = decode_outputs(
@@ -263,7 +286,9 @@ def int8_float_agreement(card: ModelCard, windows: Windows) -> float:
     )
     both = either = 0
     for i in range(len(melody)):
-        q = generator.infer(windows.melody_pitch[i], windows.melody_onset[i], noise)
+        q = generator.infer(
+            windows.melody_pitch[i], windows.melody_onset[i], noise, inputs["chords"][i]
+        )
         int8_parts = decode_outputs(
             {k: v[None] for k, v in q.items()},
             kinds,
@@ -299,13 +324,16 @@ def bench_float(result, runs: int) -> None:
     model = float_model_of(card, batch_size=1)
     melody = tf.constant(melody_tensor(result.phrase_pitch[None], result.phrase_onset[None], cfg))
     noise = tf.constant(result.noise[None])
-    serve = tf.function(lambda m, z: model({"melody": m, "noise": z}, training=False))
+    chords = tf.constant(result.phrase_chords[None])
+    serve = tf.function(
+        lambda m, c, z: model({"melody": m, "chords": c, "noise": z}, training=False)
+    )
     for _ in range(10):
-        serve(melody, noise)
+        serve(melody, chords, noise)
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        out = serve(melody, noise)
+        out = serve(melody, chords, noise)
         [v.numpy() for v in out.values()]
         samples.append(time.perf_counter() - t0)
     med, p95 = percentiles(samples)

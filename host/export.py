@@ -30,7 +30,7 @@ from deepkeys.device.generation.card import (
 )
 from deepkeys.device.generation.generator import Generator, noise_vector
 from deepkeys.host.data.windows import Windows
-from deepkeys.host.model import GeneratorConfig, build_generator, melody_tensor
+from deepkeys.host.model import GeneratorConfig, build_generator
 
 log = logging.getLogger("deepkeys.export")
 
@@ -116,6 +116,28 @@ INSTRUMENTATION = {
             accent=0.1,
         ),
     },
+    "ballad": {
+        "description": (
+            "Pop piano: a pianist's accompaniment, bass line and chords, learned from the "
+            "people who arranged POP909's songs (real playing)."
+        ),
+        "tracks": {"bass": (0, 1, 74), "piano": (0, 2, 64)},
+        "playback": Playback(
+            tempo_bpm=80,
+            swing=0.5,
+            temperature=0.5,
+            melody_program=0,
+            melody_velocity=100,
+            accent=0.1,
+        ),
+        "dataset": (
+            "Real playing. POP909 (Wang et al., ISMIR 2020, MIT; songs 001-810, split by song "
+            "in host/splits/pop909.json): the vocal melody, the pianist's accompaniment (its "
+            "lowest sounding note as the bass voice, every other note as one polyphonic part) "
+            "and the annotated chords, on each song's own beat grid, 4/4 runs only; 4-bar "
+            "windows, 2-bar hop; transposition augmentation"
+        ),
+    },
     "rock": _band(
         "Rock band: drums, picked bass, overdriven guitar and organ.", 34, 29, 18, 120, accent=0.2
     ),
@@ -141,6 +163,19 @@ INSTRUMENTATION = {
     "blues": _band("Blues shuffle: drums, bass, organ and brass.", 33, 16, 61, 92, swing=0.64),
     "funk": _band("Funk: drums, slap bass, muted guitar and horns.", 36, 28, 61, 104, accent=0.2),
     "country": _band("Country: drums, bass, steel guitar and fiddle.", 32, 25, 110, 112),
+}
+
+
+# Whose harmony each genre asks the harmony model for, and the chord qualities it leans
+# to (log-probability added at decoding): jazz and bossa colour with sevenths, the
+# blues plays dominant sevenths.
+HARMONY_STYLE: dict[str, tuple[str, dict[str, float]]] = {
+    "chorale": ("chorale", {}),
+    "symphony": ("chorale", {}),
+    "jazz": ("pop909", {"7": 0.7, "maj7": 0.9, "min7": 0.9}),
+    "bossa": ("pop909", {"maj7": 0.7, "min7": 0.7}),
+    "blues": ("pop909", {"7": 1.2}),
+    "funk": ("pop909", {"7": 0.5, "min7": 0.6}),
 }
 
 
@@ -171,17 +206,19 @@ def float_generator(
     return model
 
 
-def convert_int8(model, cfg: GeneratorConfig, calibration: np.ndarray, seed: int = 0) -> bytes:
-    """Full-integer conversion; ``calibration`` holds melody inputs (N, T, P, 2)."""
+def convert_int8(
+    model, cfg: GeneratorConfig, calibration: dict[str, np.ndarray], seed: int = 0
+) -> bytes:
+    """Full-integer conversion; ``calibration`` holds conditioning inputs (melody, chords)."""
 
     rng = np.random.default_rng(seed)
 
     def representative():
         # A dict keyed by input name: a list would be matched to inputs by position.
-        for melody in calibration:
+        for i in range(len(calibration["melody"])):
             groove = int(rng.integers(len(cfg.grooves))) if cfg.grooves else None
             yield {
-                "melody": melody[None].astype(np.float32),
+                **{k: v[i][None].astype(np.float32) for k, v in calibration.items()},
                 "noise": noise_vector(cfg.noise_dim, len(cfg.grooves), groove, rng)[None],
             }
 
@@ -243,7 +280,7 @@ def export(
     run_dir: Path,
     genre: str,
     out_dir: Path,
-    calibration_melodies: np.ndarray,
+    calibration: dict[str, np.ndarray],
     melody_center: int,
     history: list[dict],
     extra_provenance: dict,
@@ -253,7 +290,7 @@ def export(
     config, cfg = load_run(run_dir)
     spec = instrumentation(genre)
     model = float_generator(run_dir, batch_size=1)
-    model_bytes = convert_int8(model, cfg, calibration_melodies)
+    model_bytes = convert_int8(model, cfg, calibration)
     inputs, outputs = tensor_specs(model_bytes)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -294,6 +331,8 @@ def export(
         playback=spec["playback"],
         sha256=sha256_of(tflite),
         description=spec["description"],
+        harmony_source=HARMONY_STYLE.get(genre, ("pop909", {}))[0],
+        quality_bias=HARMONY_STYLE.get(genre, ("pop909", {}))[1],
         provenance={
             "dataset": dataset,
             "train_command": config["command"],
@@ -365,6 +404,8 @@ def reuse(source: ModelCard, genre: str, out_dir: Path) -> ModelCard:
         description=spec["description"],
         provenance=provenance,
         path=json_path,
+        harmony_source=source.harmony_source,
+        quality_bias=source.quality_bias,
     )
     atomic_write_bytes(json_path, (json.dumps(card.to_json(), indent=1) + "\n").encode())
     loaded = load_card(json_path)
@@ -391,11 +432,7 @@ def calibrate_thresholds(
     noise = np.stack(
         [noise_vector(cfg.noise_dim, len(cfg.grooves), int(g), rng) for g in sample.groove]
     )
-    out = model.predict(
-        {"melody": melody_tensor(sample.melody_pitch, sample.melody_onset, cfg), "noise": noise},
-        batch_size=64,
-        verbose=0,
-    )
+    out = model.predict({**sample.inputs(cfg), "noise": noise}, batch_size=64, verbose=0)
     truth = true_parts(sample, kinds, drum_notes)
     chosen = {}
     for name, kind in kinds.items():
@@ -446,8 +483,8 @@ def add_metrics(card_path: Path, metrics: dict) -> None:
 
 def calibration_set(
     windows: Windows, cfg: GeneratorConfig, n: int = 256, seed: int = 0
-) -> np.ndarray:
-    """Melody inputs of ``n`` training windows, for the int8 calibration."""
+) -> dict[str, np.ndarray]:
+    """Melody and chord inputs of ``n`` training windows, for the int8 calibration."""
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(windows), size=min(n, len(windows)), replace=False)
-    return melody_tensor(windows.melody_pitch[idx], windows.melody_onset[idx], cfg)
+    return windows.take(idx).inputs(cfg)

@@ -1,8 +1,10 @@
 """The chorale GAN in one file: a melody-conditioned generator and its critic.
 
 The generator is a 1-D U-Net over time. Each 16th step carries the melody (which
-pitch sounds, where notes begin), the position in the bar and, at the bottleneck,
-the noise. For every accompaniment voice it writes one softmax per step over the
+pitch sounds, where notes begin), the chord of its half bar (root, chord tones, bass:
+:func:`deepkeys.device.chords.chord_steps`), the position in the bar and, at the
+bottleneck, the noise. The chords come from the harmony step, so every part plays
+the same progression. For every accompaniment voice it writes one softmax per step over the
 pitch window plus a rest class, and an onset probability so that repeated notes
 survive. REFERENCE.md explains why: sigmoid piano rolls with BCE threshold to
 silence, one softmax per voice is full, in key and consonant from the first epoch.
@@ -11,7 +13,7 @@ The critic sees the same melody and hard (straight-through Gumbel) samples of th
 voices, so it judges notes the device could really play, not soft probabilities.
 
 >>> gen = build_generator(GeneratorConfig(bars=4))        # doctest: +SKIP
->>> out = gen({"melody": melody, "noise": noise})         # doctest: +SKIP
+>>> out = gen({"melody": melody, "chords": chords, "noise": noise})  # doctest: +SKIP
 >>> out["alto"].shape, out["alto_onset"].shape           # doctest: +SKIP
 ((32, 64, 85), (32, 64))
 """
@@ -26,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from deepkeys.device.chords import CHORD_FEATURES
 from deepkeys.device.encoding import STEPS_PER_BAR, RollShape
 
 
@@ -105,14 +108,17 @@ def _conv(
 
 
 def build_generator(cfg: GeneratorConfig, batch_size: int | None = None) -> keras.Model:
-    """Melody (T, P, 2) + noise (Z) -> per voice: softmax (T, P+1) and onset (T).
+    """Melody (T, P, 2) + chords (T, 37) + noise (Z) -> per voice: softmax (T, P+1) and
+    onset (T).
 
     ``batch_size=1`` builds the export graph (XNNPACK covers more with a fixed batch).
     """
     melody = keras.Input((cfg.steps, cfg.n_pitches, 2), batch_size=batch_size, name="melody")
     noise = keras.Input((cfg.noise_dim,), batch_size=batch_size, name="noise")
+    chords = keras.Input((cfg.steps, CHORD_FEATURES), batch_size=batch_size, name="chords")
 
     x = layers.Reshape((cfg.steps, cfg.n_pitches * 2))(melody)
+    x = layers.Concatenate()([x, chords])
     x = PositionFeatures(cfg.bars)(x)
 
     skips = []
@@ -148,7 +154,10 @@ def build_generator(cfg: GeneratorConfig, batch_size: int | None = None) -> kera
         if kind != "drums":
             onset = layers.Conv1D(1, 1, activation="sigmoid", name=f"{name}_onset_prob")(x)
             outputs[f"{name}_onset"] = layers.Reshape((cfg.steps,), name=f"{name}_onset")(onset)
-    return keras.Model({"melody": melody, "noise": noise}, outputs, name="generator")
+    # Keys in sorted order: the int8 converter passes the inputs as a list in the order of
+    # ``model.inputs``, which Keras matches against the dict's sorted keys.
+    inputs = {"chords": chords, "melody": melody, "noise": noise}
+    return keras.Model(inputs, outputs, name="generator")
 
 
 def accomp_width(cfg: GeneratorConfig) -> int:
@@ -161,17 +170,20 @@ def accomp_width(cfg: GeneratorConfig) -> int:
 
 
 def build_critic(cfg: GeneratorConfig) -> keras.Model:
-    """Melody + every track (hard samples, concatenated per step) -> one unbounded
-    score (hinge loss)."""
+    """Melody + chords + every track (hard samples, concatenated per step) -> one
+    unbounded score (the Wasserstein critic)."""
     melody = keras.Input((cfg.steps, cfg.n_pitches, 2), name="melody")
+    chords = keras.Input((cfg.steps, CHORD_FEATURES), name="chords")
     accomp = keras.Input((cfg.steps, accomp_width(cfg)), name="accomp")
-    x = layers.Concatenate()([layers.Reshape((cfg.steps, cfg.n_pitches * 2))(melody), accomp])
+    flat_melody = layers.Reshape((cfg.steps, cfg.n_pitches * 2))(melody)
+    x = layers.Concatenate()([flat_melody, chords, accomp])
     x = PositionFeatures(cfg.bars)(x)
     for level, width in enumerate(cfg.critic_widths):
         x = _conv(x, width, kernel=4, strides=2 if level else 1)
     x = layers.GlobalAveragePooling1D()(x)
     score = layers.Dense(1)(x)
-    return keras.Model({"melody": melody, "accomp": accomp}, score, name="critic")
+    inputs = {"accomp": accomp, "chords": chords, "melody": melody}  # sorted, as the generator's
+    return keras.Model(inputs, score, name="critic")
 
 
 def melody_tensor(pitch: np.ndarray, onset: np.ndarray, cfg: GeneratorConfig) -> np.ndarray:
@@ -199,7 +211,15 @@ class TrainConfig:
     lr_generator: float = 5e-4
     lr_critic: float = 2e-4
     beta_1: float = 0.5
-    adversarial_weight: float = 0.05
+    beta_2: float = 0.9  # WGAN-GP's usual Adam setting; it keeps the critic's steps steady
+    adversarial_weight: float = 0.05  # 0 trains the generator on reconstruction alone
+    # The game: Wasserstein loss with a gradient penalty (Gulrajani et al. 2017) on
+    # points between real and generated accompaniments of the same melody and chords.
+    # A hinge critic (the first models') reached d_loss 0 by epoch 5 and then taught the
+    # generator nothing; the penalty keeps the critic's slope bounded, so its score
+    # stays informative for the whole run.
+    gradient_penalty: float = 10.0
+    drift_penalty: float = 1e-3  # keeps the critic's scores near 0 (Karras et al. 2018)
     onset_weight: float = 1.0
     # Notes and hits are rare among (step, pitch) cells; weighting the positive cells
     # keeps the sigmoid parts from settling on silence.

@@ -2,9 +2,12 @@
 
 Each step makes one forward pass of the generator and updates both networks:
 - the generator: cross-entropy against the real voices (reconstruction), onset BCE,
-  plus a small hinge adversarial term from the critic;
-- the critic: hinge loss, real voices against straight-through Gumbel samples of
-  the generator's voices, both seen together with the melody.
+  plus a small adversarial term from the critic (``adversarial_weight``; 0 for the
+  ablation without it);
+- the critic: the Wasserstein loss with a gradient penalty (WGAN-GP), real voices
+  against straight-through Gumbel samples of the generator's voices, both seen
+  together with the melody and the chords. ``wasserstein`` in the log is its estimate
+  of the distance between the two; it falls as the generator gets closer.
 Every epoch it validates (loss, and the musical metrics of decoded voices, decoded
 exactly as the device decodes them), appends a line to ``log.jsonl``, saves a
 checkpoint, keeps the best weights by validation loss, redraws ``training.png``,
@@ -40,8 +43,10 @@ class Trainer:
         self._kinds = set(cfg.kinds().values())
         self.generator = build_generator(cfg)
         self.critic = build_critic(cfg)
-        self.g_opt = tf.keras.optimizers.Adam(tcfg.lr_generator, beta_1=tcfg.beta_1)
-        self.d_opt = tf.keras.optimizers.Adam(tcfg.lr_critic, beta_1=tcfg.beta_1)
+        self.g_opt = tf.keras.optimizers.Adam(
+            tcfg.lr_generator, beta_1=tcfg.beta_1, beta_2=tcfg.beta_2
+        )
+        self.d_opt = tf.keras.optimizers.Adam(tcfg.lr_critic, beta_1=tcfg.beta_1, beta_2=tcfg.beta_2)
         self.epoch = tf.Variable(0, dtype=tf.int64)
         self.best = tf.Variable(np.inf, dtype=tf.float64)
         self.stale = tf.Variable(0, dtype=tf.int64)
@@ -147,18 +152,23 @@ class Trainer:
 
     @tf.function(reduce_retracing=True)
     def train_step(self, batch):
-        melody = batch["melody"]
+        melody, chords = batch["melody"], batch["chords"]
         noise = self._noise(batch["groove"])
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            pred = self._stack(self.generator({"melody": melody, "noise": noise}, training=True))
+            given = {"melody": melody, "chords": chords, "noise": noise}
+            pred = self._stack(self.generator(given, training=True))
             losses = self._losses(pred, batch)
-            d_real = self.critic(
-                {"melody": melody, "accomp": self._accomp(self._real(batch))}, training=True
+            real = self._accomp(self._real(batch))
+            fake = self._accomp(self._hard(pred))
+            d_real = self.critic({"melody": melody, "chords": chords, "accomp": real}, training=True)
+            d_fake = self.critic({"melody": melody, "chords": chords, "accomp": fake}, training=True)
+            penalty = self._gradient_penalty(melody, chords, real, tf.stop_gradient(fake))
+            wasserstein = tf.reduce_mean(d_real) - tf.reduce_mean(d_fake)
+            d_loss = (
+                -wasserstein
+                + self.tcfg.gradient_penalty * penalty
+                + self.tcfg.drift_penalty * tf.reduce_mean(tf.square(d_real))
             )
-            d_fake = self.critic(
-                {"melody": melody, "accomp": self._accomp(self._hard(pred))}, training=True
-            )
-            d_loss = tf.reduce_mean(tf.nn.relu(1 - d_real)) + tf.reduce_mean(tf.nn.relu(1 + d_fake))
             g_adv = -tf.reduce_mean(d_fake)
             g_loss = losses["loss"] + self.tcfg.adversarial_weight * g_adv
         g_vars = self.generator.trainable_variables
@@ -172,12 +182,27 @@ class Trainer:
             "d_loss": d_loss,
             "d_real": tf.reduce_mean(d_real),
             "d_fake": tf.reduce_mean(d_fake),
+            "wasserstein": wasserstein,
+            "gradient_penalty": penalty,
         }
 
+    def _gradient_penalty(self, melody, chords, real, fake) -> tf.Tensor:
+        """E[(|grad critic(x)| - 1)^2] at random points x between real and fake."""
+        mix = tf.random.uniform((tf.shape(real)[0], 1, 1))
+        between = mix * real + (1.0 - mix) * fake
+        with tf.GradientTape() as tape:
+            tape.watch(between)
+            score = self.critic(
+                {"melody": melody, "chords": chords, "accomp": between}, training=True
+            )
+        grad = tape.gradient(score, between)
+        norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2]) + 1e-12)
+        return tf.reduce_mean(tf.square(norm - 1.0))
+
     @tf.function(reduce_retracing=True)
-    def predict(self, melody, groove):
+    def predict(self, melody, chords, groove):
         noise = self._noise(groove)
-        return self.generator({"melody": melody, "noise": noise}, training=False)
+        return self.generator({"melody": melody, "chords": chords, "noise": noise}, training=False)
 
     # --- one epoch ------------------------------------------------------------------
     def validate(self, data: Windows, metric_windows: int = 256) -> dict[str, float]:
@@ -185,7 +210,9 @@ class Trainer:
         outs: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(data), 128):
             for k, v in self.predict(
-                arrays["melody"][i : i + 128], arrays["groove"][i : i + 128]
+                arrays["melody"][i : i + 128],
+                arrays["chords"][i : i + 128],
+                arrays["groove"][i : i + 128],
             ).items():
                 outs.setdefault(k, []).append(v.numpy())
         out = {k: np.concatenate(v) for k, v in outs.items()}
@@ -273,7 +300,11 @@ def _width(t: tf.Tensor) -> int:
 
 def _present(batch: dict[str, np.ndarray], kinds: set[str]) -> dict[str, np.ndarray]:
     """The batch arrays of the kinds this model has (tf.function traces them once)."""
-    return {k: v for k, v in batch.items() if k in ("melody", "groove") or k.split("_")[0] in kinds}
+    return {
+        k: v
+        for k, v in batch.items()
+        if k in ("melody", "chords", "groove") or k.split("_")[0] in kinds
+    }
 
 
 def _fmt(v) -> str:
@@ -298,9 +329,10 @@ def plot_history(log_path: Path, png: Path) -> None:
         if key in rows[-1]:
             axes[0].plot(epochs, [r.get(key, np.nan) for r in rows], label=key)
     axes[0].set_title("generator reconstruction")
-    for key in ("d_loss", "g_adv"):
-        axes[1].plot(epochs, [r[key] for r in rows], label=key)
-    axes[1].set_title("adversarial (hinge)")
+    for key in ("d_loss", "g_adv", "wasserstein"):
+        if key in rows[-1]:
+            axes[1].plot(epochs, [r.get(key, np.nan) for r in rows], label=key)
+    axes[1].set_title("adversarial (WGAN-GP)")
     for key in sorted(
         k
         for k in rows[-1]

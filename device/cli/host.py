@@ -32,7 +32,26 @@ def add_parsers(sub: Subcommands) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--run-dir", type=Path, help="default: runs/<genre>")
+    p.add_argument(
+        "--adversarial-weight",
+        type=float,
+        metavar="W",
+        help="weight of the critic's term in the generator's loss (default 0.05; "
+        "0 trains on reconstruction alone, for the GAN ablation)",
+    )
     _add_data(p)
+
+    p = add_command(
+        sub,
+        "train-harmony",
+        run_host_command,
+        help="[host] train, measure and export the shared melody-to-chords model "
+        "(POP909 and the chorales)",
+    )
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", type=Path, default=Path("runs/harmony"))
+    p.add_argument("--out", type=Path, default=Path("models"))
 
     p = add_command(
         sub, "export", run_host_command, help="[host] int8 LiteRT model + card from a training run"
@@ -79,7 +98,8 @@ def run_host_command(args: argparse.Namespace) -> int:
     """Run ``deepkeys.host.commands.<command>``, or say which host libraries are missing."""
     from deepkeys.device.generation.card import check_genre_name
 
-    for genre in args.genre if isinstance(args.genre, list) else [args.genre]:
+    genres = getattr(args, "genre", None) or []
+    for genre in genres if isinstance(genres, list) else [genres]:
         check_genre_name(genre)  # it names the run folder, the card and the model file
     missing = [m for m in ("tensorflow", "music21") if importlib.util.find_spec(m) is None]
     if missing:
@@ -87,7 +107,7 @@ def run_host_command(args: argparse.Namespace) -> int:
             f"'deepkeys {args.command}' runs on the workstation and needs "
             f"{', '.join(missing)}: {HOST_EXTRA_HINT}"
         )
-    return getattr(host_commands(), args.command)(args) or 0
+    return getattr(host_commands(), args.command.replace("-", "_"))(args) or 0
 
 
 def host_commands() -> ModuleType:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepkeys.device.chords import Chord
+
 from deepkeys.device.encoding import STEPS_PER_BAR, STEPS_PER_BEAT, Composition, Melody, Note, Track
 from deepkeys.device.generation.card import ModelCard
 from deepkeys.device.generation.generator import Generator
@@ -40,8 +42,10 @@ def arrange(
     card: ModelCard,
     tempo_bpm: float | None = None,
     groove: str | None = None,
+    chords: list[Chord] | None = None,
 ) -> Composition:
-    """Melody plus generated parts -> a composition, melody first; ``groove`` is recorded."""
+    """Melody plus generated parts -> a composition, melody first; ``groove`` and the
+    ``chords`` the parts play are recorded."""
     playback = card.playback
     tracks = [Track("melody", playback.melody_program, list(melody.notes), channel=MELODY_CHANNEL)]
     for spec in card.tracks:
@@ -59,7 +63,12 @@ def arrange(
             )
         )
     return Composition(
-        tracks, melody.n_steps, tempo_bpm or melody.tempo_bpm, swing=playback.swing, groove=groove
+        tracks,
+        melody.n_steps,
+        tempo_bpm or melody.tempo_bpm,
+        swing=playback.swing,
+        groove=groove,
+        chords=list(chords or []),
     )
 
 
@@ -69,7 +78,19 @@ def compose(
     seed: int = 0,
     tempo_bpm: float | None = None,
     temperature: float | None = None,
+    chords: list[Chord] | None = None,
+    hints: dict[int, Chord] | None = None,
 ) -> Composition:
-    """Accompany ``melody`` with ``generator`` and arrange the result; one seed, one result."""
-    made = generator.accompany(melody.notes, melody.n_steps, seed=seed, temperature=temperature)
-    return arrange(melody, made.parts, generator.card, tempo_bpm, groove=made.groove)
+    """Harmonize ``melody`` (or play the given ``chords``), accompany it with
+    ``generator`` and arrange the result; one seed, one result."""
+    made = generator.accompany(
+        melody.notes,
+        melody.n_steps,
+        seed=seed,
+        temperature=temperature,
+        chords=chords,
+        hints=hints,
+    )
+    return arrange(
+        melody, made.parts, generator.card, tempo_bpm, groove=made.groove, chords=made.chords
+    )

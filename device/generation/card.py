@@ -142,6 +142,10 @@ class ModelCard(RollShape):
     description: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # where the card was read from
+    # The harmony step for this genre: whose harmony it asks the model for (a source of
+    # harmony.SOURCES) and a log-probability bonus per chord quality (jazz: sevenths).
+    harmony_source: str = "pop909"
+    quality_bias: dict[str, float] = field(default_factory=dict)
 
     @property
     def model_path(self) -> Path:
@@ -167,6 +171,7 @@ class ModelCard(RollShape):
             },
             "tracks": [t.to_json() for t in self.tracks],
             "playback": self.playback.to_json(),
+            "harmony": {"source": self.harmony_source, "quality_bias": self.quality_bias},
             "sha256": self.sha256,
             "provenance": self.provenance,
         }
@@ -216,8 +221,8 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
     if grid["steps_per_bar"] != STEPS_PER_BAR or grid["beats_per_bar"] != 4:
         raise ValueError("only a 4/4 grid of 16 steps per bar is supported")
     shapes = raw["shapes"]
-    inputs = {k: _tensor(k, v) for k, v in shapes["inputs"].items()}
-    outputs = {k: _tensor(k, v) for k, v in shapes["outputs"].items()}
+    inputs = {k: tensor_spec(k, v) for k, v in shapes["inputs"].items()}
+    outputs = {k: tensor_spec(k, v) for k, v in shapes["outputs"].items()}
     tracks = tuple(
         TrackSpec(**{**t, "drum_notes": tuple(t.get("drum_notes", ()))}) for t in raw["tracks"]
     )
@@ -253,6 +258,10 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
         description=str(raw.get("description", "")),
         provenance=dict(raw.get("provenance", {})),
         path=path,
+        harmony_source=str(raw.get("harmony", {}).get("source", "pop909")),
+        quality_bias={
+            str(k): float(v) for k, v in raw.get("harmony", {}).get("quality_bias", {}).items()
+        },
     )
     if shapes.get("steps", card.steps) != card.steps:
         raise ValueError("steps does not equal bars x 16")
@@ -265,7 +274,7 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
     return card
 
 
-def _tensor(name: str, raw: dict[str, Any]) -> TensorSpec:
+def tensor_spec(name: str, raw: dict[str, Any]) -> TensorSpec:
     if raw.get("dtype", "int8") != "int8":
         raise ValueError(f"tensor {name!r} is not int8")
     return TensorSpec(

@@ -21,80 +21,69 @@ sampling of each note (see ``decode``). The same seed gives the same output.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from deepkeys.device.chords import Chord, chord_steps
 from deepkeys.device.encoding import REST, Note, notes_to_voice
-from deepkeys.device.errors import UserError, first_line
-from deepkeys.device.generation.card import ModelCard, TensorSpec, load_card
+from deepkeys.device.errors import UserError
+from deepkeys.device.generation.card import ModelCard, load_card
 from deepkeys.device.generation.decode import decode_track
-from deepkeys.device.quiet import captured_stderr
+from deepkeys.device.generation.harmony import CELL_STEPS, Harmonizer, load_harmony_card
+from deepkeys.device.generation.library import harmony_card_path
+from deepkeys.device.generation.litert import LiteModel
 
 Voice = tuple[np.ndarray, np.ndarray]  # a melody window: (pitch, onset) over steps
 
 
-def _interpreter_class() -> type:
-    # Imported on first use: reading cards and listing genres must not load LiteRT.
-    # ai-edge-litert only: tflite-runtime breaks with numpy 2 and with current models.
-    from ai_edge_litert.interpreter import Interpreter
-
-    return Interpreter
-
-
 class Generator:
-    def __init__(self, card: ModelCard, threads: int = 1) -> None:
+    """A genre model and the harmony step that gives it chords.
+
+    ``harmonizer`` defaults to the installed harmony model (the genre card's folder
+    first, then the model folders), or the rule harmonizer when none is installed.
+    """
+
+    def __init__(
+        self, card: ModelCard, threads: int = 1, harmonizer: Harmonizer | None = None
+    ) -> None:
         self.card = card
-        path = card.model_path
-        try:
-            # LiteRT prints "Created TensorFlow Lite XNNPACK delegate" from C when the
-            # delegate is applied; allocating here applies it inside the capture.
-            with captured_stderr(keep=lambda line: "XNNPACK delegate" not in line):
-                interpreter = _interpreter_class()(model_path=str(path), num_threads=threads)
-                interpreter.allocate_tensors()
-                self._runner = interpreter.get_signature_runner()
-        except (ValueError, RuntimeError) as exc:
-            raise UserError(f"{path}: not a loadable LiteRT model ({first_line(exc)})") from None
-        self._interpreter = interpreter
-        self._check(self._runner.get_input_details(), card.inputs, "input")
-        self._check(self._runner.get_output_details(), card.outputs, "output")
+        self.model = LiteModel(card.model_path, card.inputs, card.outputs, threads)
+        self.harmonizer = harmonizer or default_harmonizer(card.path.parent if card.path else None)
 
     @classmethod
     def from_card(cls, card_path: str | Path, threads: int = 1) -> Generator:
         return cls(load_card(card_path), threads)
 
-    def _check(self, details: dict, expected: dict[str, TensorSpec], what: str) -> None:
-        path = self.card.model_path
-        if set(details) != set(expected):
-            raise UserError(
-                f"{path}: {what}s {sorted(details)} do not match its card ({sorted(expected)})"
-            )
-        for name, spec in expected.items():
-            d = details[name]
-            scale, zero = d["quantization"]
-            if tuple(d["shape"]) != spec.shape or d["dtype"] != np.int8:
-                raise UserError(
-                    f"{path}: {what} {name!r} is {d['dtype'].__name__}"
-                    f"{list(d['shape'])}, its card says int8{list(spec.shape)}"
-                )
-            if not np.isclose(scale, spec.scale, rtol=1e-5) or zero != spec.zero_point:
-                raise UserError(f"{path}: {what} {name!r} quantization does not match its card")
-
     # --- one phrase -------------------------------------------------------------------
     def infer(
-        self, melody_pitch: np.ndarray, melody_onset: np.ndarray, noise: np.ndarray
+        self,
+        melody_pitch: np.ndarray,
+        melody_onset: np.ndarray,
+        noise: np.ndarray,
+        chords: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
-        """One phrase: melody voice (steps,) -> dequantized outputs, batch removed."""
+        """One phrase: melody voice (steps,) and chord input (steps, 37) -> dequantized
+        outputs, batch removed. A card without a chord input ignores ``chords``."""
         card = self.card
         roll = np.zeros((card.steps, card.n_pitches, 2), dtype=np.float32)
         t = np.flatnonzero((melody_pitch >= card.pitch_low) & (melody_pitch <= card.pitch_high))
         roll[t, melody_pitch[t] - card.pitch_low, 0] = 1.0
         roll[t, melody_pitch[t] - card.pitch_low, 1] = melody_onset[t]
-        feeds = {"melody": roll[None], "noise": noise.reshape(card.inputs["noise"].shape)}
-        out = self._runner(**{k: _quantize(v, card.inputs[k]) for k, v in feeds.items()})
-        return {k: _dequantize(v, card.outputs[k])[0] for k, v in out.items()}
+        feeds = {"melody": roll, "noise": noise}
+        if "chords" in card.inputs:
+            if chords is None:
+                raise ValueError(f"the {card.genre} model plays given chords; none were given")
+            feeds["chords"] = chords
+        return {k: v[0] for k, v in self.model.run(feeds).items()}
+
+    @property
+    def plays_chords(self) -> bool:
+        """Whether the model takes the harmony step's chords (every current card does)."""
+        return "chords" in self.card.inputs
 
     # --- a whole melody ---------------------------------------------------------------
     def accompany(
@@ -104,11 +93,17 @@ class Generator:
         seed: int = 0,
         temperature: float | None = None,
         groove: int | None = None,
+        chords: Sequence[Chord] | None = None,
+        hints: Mapping[int, Chord] | None = None,
     ) -> Accompaniment:
-        """The notes of every track of the card, within ``n_steps``, and the groove played.
+        """The chords, the notes of every track of the card within ``n_steps``, and the
+        groove played.
 
-        A style genre plays one of its grooves throughout: ``groove`` (an index into
-        ``card.grooves``) or, by default, one the seed picks.
+        ``chords`` (one per half bar) are played as given; without them the harmony
+        step writes them, drawn with the seed, keeping ``hints`` (half bar -> chord).
+        Every part plays the same chords. A style genre plays one of its grooves
+        throughout: ``groove`` (an index into ``card.grooves``) or, by default, one
+        the seed picks.
         """
         card = self.card
         temperature = card.playback.temperature if temperature is None else temperature
@@ -119,8 +114,20 @@ class Generator:
                 raise UserError(f"groove {groove} is not one of {len(card.grooves)}")
         groove_name = card.grooves[groove] if card.grooves and groove is not None else None
         pitch, onset = notes_to_voice(melody, n_steps)
+        if chords is None:
+            chords = self.harmonizer.harmonize(
+                pitch,
+                onset,
+                temperature=None,
+                source=card.harmony_source,
+                hints=hints,
+                quality_bias=card.quality_bias,
+                rng=rng,
+            )
+        chords = list(chords)
         shift = self._octave_shift(pitch)
         pitch = np.where(pitch == REST, REST, pitch + shift).astype(np.int16)
+        chord_rows = chord_input(chords, n_steps) if self.plays_chords else None
 
         parts: dict[str, list[Note]] = {t.name: [] for t in card.tracks}
         for start, take_from in _phrases(n_steps, card.steps):
@@ -128,7 +135,10 @@ class Generator:
             noise = noise_vector(
                 int(np.prod(card.inputs["noise"].shape)), len(card.grooves), groove, rng
             )
-            out = self.infer(window_pitch, window_onset, noise)
+            window_chords = (
+                None if chord_rows is None else _window_rows(chord_rows, start, card.steps)
+            )
+            out = self.infer(window_pitch, window_onset, noise, window_chords)
             stop = min(start + card.steps, n_steps)
             for track in card.tracks:
                 notes = decode_track(
@@ -143,7 +153,7 @@ class Generator:
                 )
                 back = 0 if track.kind == "drums" else -shift  # drums have no register
                 parts[track.name].extend(_take(notes, start, take_from, stop, back))
-        return Accompaniment(parts, groove_name)
+        return Accompaniment(parts, groove_name, chords)
 
     def _octave_shift(self, pitch: np.ndarray) -> int:
         """Whole octaves that bring the melody's median to the model's learned centre."""
@@ -156,10 +166,18 @@ class Generator:
 @dataclass(frozen=True)
 class Accompaniment:
     """What :meth:`Generator.accompany` made: the notes of each track, by the card's track
-    names, and the groove they play (None for a genre without grooves)."""
+    names, the groove they play (None for a genre without grooves) and the chords."""
 
     parts: dict[str, list[Note]]
     groove: str | None = None
+    chords: list[Chord] = field(default_factory=list)  # one per half bar
+
+
+@lru_cache(maxsize=4)
+def default_harmonizer(first: Path | None = None) -> Harmonizer:
+    """The installed harmony model (one per folder, loaded once), else the rule."""
+    path = harmony_card_path(first)
+    return Harmonizer(load_harmony_card(path)) if path else Harmonizer.rule()
 
 
 def noise_vector(
@@ -221,10 +239,18 @@ def _window(pitch: np.ndarray, onset: np.ndarray, start: int, steps: int) -> Voi
     return p, o
 
 
-def _quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    q = np.round(x / spec.scale) + spec.zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+def chord_input(chords: Sequence[Chord], n_steps: int) -> np.ndarray:
+    """One chord per half bar -> the model's per-step chord rows (n_steps, 37)."""
+    cells = -(-n_steps // CELL_STEPS)
+    if len(chords) < cells:
+        raise ValueError(f"{len(chords)} chords for {cells} half bars")
+    tokens = np.array([c.token for c in chords[:cells]])
+    bass = np.array([-1 if c.bass is None else c.bass for c in chords[:cells]])
+    return chord_steps(tokens, bass, CELL_STEPS)[:n_steps]
 
 
-def _dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    return (q.astype(np.float32) - spec.zero_point) * spec.scale
+def _window_rows(rows: np.ndarray, start: int, steps: int) -> np.ndarray:
+    """``steps`` rows from ``start``, looped as :func:`_window` loops the melody."""
+    n = len(rows)
+    idx = (start + np.arange(steps)) % n if n < steps else start + np.arange(steps)
+    return rows[idx]

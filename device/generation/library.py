@@ -1,6 +1,7 @@
 """Where installed genre models live, and which genres there are.
 
-A genre is installed when its card ``<genre>.json`` is in one of the model folders;
+The harmony model that every genre shares lives in the same folders as
+``harmony.json`` (:func:`harmony_card_path`). A genre is installed when its card ``<genre>.json`` is in one of the model folders;
 the card names its ``<genre>.tflite`` beside it, and loading the card says so in
 one line when that file is missing or does not match. Earlier folders win, so a
 model deployed to the state directory overrides the one shipped with the code.
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from deepkeys.device.errors import UserError
 from deepkeys.device.resources import SHIPPED_MODELS, STATE_MODELS
+
+HARMONY = "harmony"  # the shared melody-to-chords model: harmony.json + harmony.tflite
 
 
 def model_dirs(extra: str | Path | None = None) -> list[Path]:
@@ -29,13 +32,24 @@ def installed_genres(extra: str | Path | None = None) -> dict[str, Path]:
 
 
 def genres_in(folders: Iterable[str | Path]) -> dict[str, Path]:
-    """Genre name -> card path over ``folders``; earlier folders win, then by name."""
+    """Genre name -> card path over ``folders``; earlier folders win, then by name.
+    The harmony model's card (:data:`HARMONY`) is not a genre."""
     found: dict[str, Path] = {}
     for folder in map(Path, folders):
         if folder.is_dir():
             for card in sorted(folder.glob("*.json")):
-                found.setdefault(card.stem, card)
+                if card.stem != HARMONY:
+                    found.setdefault(card.stem, card)
     return found
+
+
+def harmony_card_path(first: str | Path | None = None) -> Path | None:
+    """``harmony.json`` from ``first`` or the first model folder that has one; None if none."""
+    for folder in ([Path(first)] if first else []) + model_dirs():
+        card = folder / f"{HARMONY}.json"
+        if card.is_file():
+            return card
+    return None
 
 
 def card_path(genre: str, extra: str | Path | None = None) -> Path:

@@ -20,7 +20,7 @@ from deepkeys.device.adapters.audio import never_blocks
 from deepkeys.device.config import Config
 from deepkeys.device.encoding import Composition, Melody, Note, Track, notes_to_voice
 from deepkeys.device.generation.card import load_card
-from deepkeys.device.generation.generator import Generator
+from deepkeys.device.generation.generator import Generator, chord_input
 from deepkeys.device.generation.library import card_path
 from deepkeys.device.generation.midifile import read_melody
 from deepkeys.device.gm import NOTE_ON
@@ -43,6 +43,7 @@ class GenerateBench:
     phrase_pitch: np.ndarray  # the first phrase, as the model sees it
     phrase_onset: np.ndarray
     noise: np.ndarray
+    phrase_chords: np.ndarray  # (steps, 37): the harmony step's chords for that phrase
     invoke_s: list[float] = field(default_factory=list)
     generate_s: list[float] = field(default_factory=list)
 
@@ -58,13 +59,17 @@ def bench_generate(
     noise = (
         np.random.default_rng(0).standard_normal(card.inputs["noise"].shape[-1]).astype(np.float32)
     )
-    result = GenerateBench(genre, path, melody, pitch[: card.steps], onset[: card.steps], noise)
+    chords = chord_input(generator.harmonizer.harmonize(pitch, onset), melody.n_steps)
+    phrase = slice(0, card.steps)
+    result = GenerateBench(
+        genre, path, melody, pitch[phrase], onset[phrase], noise, chords[phrase]
+    )
 
     for _ in range(10):  # warm-up: first invokes allocate and pack weights
-        generator.infer(result.phrase_pitch, result.phrase_onset, noise)
+        generator.infer(result.phrase_pitch, result.phrase_onset, noise, result.phrase_chords)
     for i in range(runs):
         t0 = time.perf_counter()
-        generator.infer(result.phrase_pitch, result.phrase_onset, noise)
+        generator.infer(result.phrase_pitch, result.phrase_onset, noise, result.phrase_chords)
         t1 = time.perf_counter()
         generator.accompany(melody.notes, melody.n_steps, seed=i)
         t2 = time.perf_counter()

@@ -15,7 +15,9 @@ from typing import TypedDict
 
 import numpy as np
 
+from deepkeys.device.chords import NO_CHORD, chord_of_weights
 from deepkeys.device.encoding import REST, STEPS_PER_BAR
+from deepkeys.device.generation.harmony import CELL_STEPS
 from deepkeys.host.data.multitrack import GridPart, line
 from deepkeys.host.data.windows import Windows
 
@@ -42,6 +44,36 @@ class BandPiece:
     melody_pitch: np.ndarray  # (T,)
     melody_onset: np.ndarray
     parts: dict[str, GridPart]  # by multitrack role
+    # The chord of each half-bar cell (token, bass pitch class or -1): the progression
+    # MMA was given, or, for a user's file, read from its own parts (estimate_chords).
+    chords: np.ndarray | None = None
+    chord_bass: np.ndarray | None = None
+
+    def cell_chords(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.chords is not None and self.chord_bass is not None:
+            return self.chords, self.chord_bass
+        return estimate_chords(self.parts, len(self.melody_pitch))
+
+
+def estimate_chords(parts: dict[str, GridPart], steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each half bar's chord as the accompaniment plays it: the pitch classes of every
+    pitched part weighted by how long they sound, the bass part's twice, and the bass
+    part's lowest note as the bass."""
+    cells = -(-steps // CELL_STEPS)
+    tokens = np.full(cells, NO_CHORD, np.int16)
+    bass = np.full(cells, -1, np.int16)
+    bass_line, _ = line(parts["bass"])
+    for c in range(cells):
+        sl = slice(c * CELL_STEPS, (c + 1) * CELL_STEPS)
+        weights = np.zeros(12)
+        for role in ("bass", "comp", "pad"):
+            per_pitch = parts[role].sounding[sl].sum(axis=0)  # (128,)
+            np.add.at(weights, np.arange(128) % 12, per_pitch * (2.0 if role == "bass" else 1.0))
+        low = bass_line[sl][bass_line[sl] != REST]
+        chord = chord_of_weights(weights, int(low[0] % 12) if len(low) else None)
+        tokens[c] = chord.token
+        bass[c] = -1 if chord.bass is None else chord.bass
+    return tokens, bass
 
 
 def band_windows(
@@ -56,8 +88,11 @@ def band_windows(
     steps = bars * STEPS_PER_BAR
     melody_pitch, melody_onset, mono_pitch, mono_onset = [], [], [], []
     poly, poly_onset, drums, names, groove = [], [], [], [], []
+    chords, chord_bass = [], []
+    cells = steps // CELL_STEPS
     for p in pieces:
         lines = [line(p.parts[v]) for v in BAND["voices"]]
+        piece_chords, piece_bass = p.cell_chords()
         for start in range(0, len(p.melody_pitch) - steps + 1, hop_bars * STEPS_PER_BAR):
             sl = slice(start, start + steps)
             if not (p.melody_pitch[sl] != REST).any():
@@ -71,6 +106,9 @@ def band_windows(
             drums.append(np.stack([p.parts[r].onset[sl] for r in BAND["drums"]]))
             names.append(p.name)
             groove.append(grooves.index(p.groove) if grooves else 0)
+            first = start // CELL_STEPS
+            chords.append(_cells(piece_chords, first, cells, NO_CHORD))
+            chord_bass.append(_cells(piece_bass, first, cells, -1))
     return Windows(
         np.stack(melody_pitch),
         np.stack(melody_onset),
@@ -81,4 +119,14 @@ def band_windows(
         np.stack(drums),
         names,
         np.array(groove),
+        np.stack(chords).astype(np.int16),
+        np.stack(chord_bass).astype(np.int16),
     )
+
+
+def _cells(values: np.ndarray, first: int, cells: int, fill: int) -> np.ndarray:
+    """``cells`` values from ``first``, padded with ``fill`` past the end."""
+    out = np.full(cells, fill, np.int16)
+    got = values[first : first + cells]
+    out[: len(got)] = got
+    return out

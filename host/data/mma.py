@@ -32,17 +32,20 @@ import numpy as np
 from numpy.lib.npyio import NpzFile
 
 from deepkeys.device.atomic import atomic_open
-from deepkeys.device.encoding import BEATS_PER_BAR, REST, STEPS_PER_BAR
+from deepkeys.device.chords import Chord
+from deepkeys.device.encoding import BEATS_PER_BAR, REST, STEPS_PER_BAR, STEPS_PER_BEAT
 from deepkeys.device.errors import UserError
-from deepkeys.host.data import chorales
+from deepkeys.host.data import chorales, pop909
 from deepkeys.host.data.band import BandPiece, band_windows
 from deepkeys.host.data.multitrack import MidiNote, bars_of, grid_parts, read_notes
-from deepkeys.host.data.windows import Windows
+from deepkeys.host.data.windows import Windows, chord_of_voices
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 4  # bump whenever rendering or mapping changes what the arrays hold
+CACHE_VERSION = 5  # bump whenever rendering or mapping changes what the arrays hold
 STEPS_PER_CHORD = STEPS_PER_BAR // 2  # at most two chords a bar
+POP909_SONGS = 130  # POP909 songs rendered per genre, over all three sets
+POP909_BARS = 32  # at most this much of each run of 4/4 bars
 
 
 @dataclass(frozen=True)
@@ -65,49 +68,18 @@ STYLES: dict[str, Style] = {
     "country": Style(("CountrySwing", "CountrySwing1", "SlowCountry"), 112),
 }
 
-# Chord qualities MMA understands, as pitch classes above the root. The sevenths pay
-# a small penalty so that a passing note does not turn every triad into a seventh.
-QUALITIES: dict[str, tuple[tuple[int, ...], float]] = {
-    "": ((0, 4, 7), 0.0),
-    "m": ((0, 3, 7), 0.0),
-    "7": ((0, 4, 7, 10), 0.15),
-    "m7": ((0, 3, 7, 10), 0.15),
-    "dim": ((0, 3, 6), 0.1),
-}
-ROOT_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-
 
 def chord_of(pitch: np.ndarray) -> str | None:
-    """The chord symbol that best explains a slice of voices (V, T), bass voice last.
-
-    Each pitch class is weighted by how long it sounds, the bass twice; a chord scores
-    the weight it covers minus half the weight it leaves out, plus a bonus when the
-    bass is its root. ``None`` for silence.
+    """The chord symbol MMA is given for a slice of voices (V, T), bass last; None for
+    silence. :func:`~deepkeys.host.data.windows.chord_of_voices` without the slash.
 
     >>> chord_of(np.array([[67] * 4, [64] * 4, [60] * 4, [48] * 4]))
     'C'
     >>> chord_of(np.array([[69] * 4, [64] * 4, [60] * 4, [45] * 4]))
     'Am'
     """
-    weights = np.zeros(12)
-    for v, voice in enumerate(pitch):
-        sounding = voice[voice != REST] % 12
-        np.add.at(weights, sounding, 2.0 if v == len(pitch) - 1 else 1.0)
-    total = weights.sum()
-    if not total:
-        return None
-    bass = pitch[-1][pitch[-1] != REST]
-    bass_pc = int(bass[0] % 12) if len(bass) else -1
-    best, best_score = None, -np.inf
-    for root in range(12):
-        for quality, (intervals, penalty) in QUALITIES.items():
-            members = [(root + i) % 12 for i in intervals]
-            covered = weights[members].sum()
-            score = covered - 0.5 * (total - covered) - penalty * total
-            score += 0.25 * total if bass_pc == root else 0.0
-            if score > best_score:
-                best, best_score = ROOT_NAMES[root] + quality, score
-    return best
+    chord = chord_of_voices(pitch)
+    return None if chord.root is None else Chord(chord.root, chord.quality).name
 
 
 def chord_progression(pitch: np.ndarray) -> list[list[str]]:
@@ -127,9 +99,20 @@ def chord_progression(pitch: np.ndarray) -> list[list[str]]:
 
 
 def mma_line(bar: list[str]) -> str:
-    """``['C', 'G']`` -> ``'C / G /'``: MMA places one chord per beat token."""
-    first, second = bar
+    """``['C', 'G']`` -> ``'C / G /'``: MMA places one chord per beat token.
+
+    A diminished triad is ``dim3`` to MMA, whose ``dim`` is the diminished seventh.
+
+    >>> mma_line(["Bdim", "C/E"])
+    'Bdim3 / C/E /'
+    """
+    first, second = (mma_chord(name) for name in bar)
     return f"{first} / / /" if first == second else f"{first} / {second} /"
+
+
+def mma_chord(name: str) -> str:
+    chord, slash, bass = name.partition("/")
+    return (chord + "3" if chord.endswith("dim") else chord) + slash + bass
 
 
 def mma_version() -> str:
@@ -169,12 +152,64 @@ def render(
         raise UserError(f"mma failed on groove {groove}: {reason[-1] if reason else 'no output'}")
 
 
-def render_genre(genre: str, names: list[str]) -> list[BandPiece]:
-    """Every named chorale accompanied in each of the genre's grooves."""
-    style = STYLES[genre]
+@dataclass
+class LeadSheet:
+    """A melody and the chords MMA is given for it: one name per half bar, by bar."""
+
+    name: str  # "bwv26.6" for a chorale, "pop909/001@32" for a POP909 segment
+    melody_pitch: np.ndarray  # (T,)
+    melody_onset: np.ndarray
+    progression: list[list[str]]
+
+
+def chorale_sheets(names: list[str]) -> list[LeadSheet]:
+    """The named chorales: the soprano over its voices' chords."""
     by_name = {c.name: c for c in chorales.load_chorales()}
-    pieces = [by_name[n] for n in names if n in by_name]
-    progressions = [chord_progression(c.pitch) for c in pieces]
+    return [
+        LeadSheet(n, by_name[n].pitch[0], by_name[n].onset[0], chord_progression(by_name[n].pitch))
+        for n in names
+        if n in by_name
+    ]
+
+
+def pop909_sheets(names: list[str]) -> list[LeadSheet]:
+    """The named POP909 songs: each run of 4/4 bars (up to POP909_BARS of it) as one sheet,
+    the vocal melody over the annotated chords (a half bar without one keeps the chord
+    before it, as the chorales' silent half bars do)."""
+    wanted = set(names)
+    out = []
+    for song in pop909.load_songs():
+        if song.name not in wanted:
+            continue
+        for seg in song.segments:
+            bars = min(seg.bars, POP909_BARS)
+            first = seg.beat * STEPS_PER_BEAT
+            pitch, onset = song.melody_voice(first, bars * STEPS_PER_BAR)
+            beats = song.chords[seg.beat : seg.beat + bars * BEATS_PER_BAR]
+            basses = song.bass[seg.beat : seg.beat + bars * BEATS_PER_BAR]
+            cells: list[Chord] = []
+            for i in range(0, len(beats), 2):
+                chord = Chord.from_token(int(beats[i]))
+                bass = int(basses[i])
+                if chord.root is not None and bass >= 0 and bass != chord.root:
+                    chord = Chord(chord.root, chord.quality, bass)
+                cells.append(chord)
+            known = [c for c in cells if c.root is not None]
+            if not known or not (pitch != REST).any():
+                continue
+            last, names_ = known[0], []
+            for c in cells:
+                last = c if c.root is not None else last
+                names_.append(last.name)
+            progression = [names_[i : i + 2] for i in range(0, len(names_), 2)]
+            out.append(LeadSheet(f"pop909/{song.name}@{seg.beat}", pitch, onset, progression))
+    return out
+
+
+def render_genre(genre: str, sheets: list[LeadSheet]) -> list[BandPiece]:
+    """Every lead sheet accompanied in each of the genre's grooves."""
+    style = STYLES[genre]
+    progressions = [s.progression for s in sheets]
     out: list[BandPiece] = []
     with tempfile.TemporaryDirectory() as tmp:
         for groove in style.grooves:
@@ -182,7 +217,7 @@ def render_genre(genre: str, names: list[str]) -> list[BandPiece]:
             render(progressions, groove, style.tempo_bpm, mid)
             notes, _ = read_notes(mid)
             bar = 0
-            for piece, prog in zip(pieces, progressions):
+            for sheet, prog in zip(sheets, progressions):
                 steps = len(prog) * STEPS_PER_BAR
                 begin, end = bar * BEATS_PER_BAR, (bar + len(prog)) * BEATS_PER_BAR
                 shifted = [
@@ -193,11 +228,42 @@ def render_genre(genre: str, names: list[str]) -> list[BandPiece]:
                 parts = grid_parts(shifted, steps, swing=style.swing, roles=mma_roles(shifted))
                 melody_pitch = np.full(steps, REST, np.int16)
                 melody_onset = np.zeros(steps, bool)
-                melody_pitch[: piece.pitch.shape[1]] = piece.pitch[0]
-                melody_onset[: piece.pitch.shape[1]] = piece.onset[0]
-                out.append(BandPiece(piece.name, groove, melody_pitch, melody_onset, parts))
+                length = min(len(sheet.melody_pitch), steps)
+                melody_pitch[:length] = sheet.melody_pitch[:length]
+                melody_onset[:length] = sheet.melody_onset[:length]
+                chords = [Chord.parse(name) for bar_names in prog for name in bar_names]
+                out.append(
+                    BandPiece(
+                        sheet.name,
+                        groove,
+                        melody_pitch,
+                        melody_onset,
+                        parts,
+                        np.array([c.token for c in chords], np.int16),
+                        np.array([-1 if c.bass is None else c.bass for c in chords], np.int16),
+                    )
+                )
                 bar += len(prog)
     return out
+
+
+def style_split() -> dict[str, list[str]]:
+    """The pieces of each set: every chorale of the chorale split, and POP909_SONGS of the
+    POP909 split (a fixed sample, in proportion: 80/10/10), by song."""
+    chorale = chorales.load_split()
+    pop = pop909.load_split()
+    rng = np.random.default_rng(0)
+    out = {}
+    for part, names in chorale.items():
+        share = POP909_SONGS * len(pop[part]) // sum(len(v) for v in pop.values())
+        sample = sorted(rng.choice(pop[part], size=min(share, len(pop[part])), replace=False))
+        out[part] = [*names, *(f"pop909/{n}" for n in sample)]
+    return out
+
+
+def _sheets(names: list[str]) -> list[LeadSheet]:
+    pop = [n.removeprefix("pop909/") for n in names if n.startswith("pop909/")]
+    return chorale_sheets([n for n in names if not n.startswith("pop909/")]) + pop909_sheets(pop)
 
 
 def _cache_path(genre: str) -> Path:
@@ -211,7 +277,7 @@ def _recipe_key(genre: str) -> str:
         "version": CACHE_VERSION,
         "style": STYLES[genre].__dict__,
         "mma": mma_version(),
-        "split": chorales.load_split(),
+        "split": style_split(),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=list).encode()).hexdigest()
 
@@ -226,16 +292,18 @@ def load_style_split(genre: str, bars: int = 4) -> dict[str, Windows]:
         raise UserError(f"no MMA recipe for genre {genre!r} (known: {', '.join(STYLES)})")
     key = _recipe_key(genre)
     path = _cache_path(genre)
-    split = chorales.load_split()
+    split = style_split()
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) == key and int(z["bars"]) == bars:
                 return {part: _from_npz(z, part) for part in split}
     names = [n for part in split.values() for n in part]
-    pieces = render_genre(genre, names)
+    pieces = render_genre(genre, _sheets(names))
     sets = {
         part: band_windows(
-            [p for p in pieces if p.name in set(members)], bars, grooves=STYLES[genre].grooves
+            [p for p in pieces if p.name.split("@")[0] in set(members)],
+            bars,
+            grooves=STYLES[genre].grooves,
         )
         for part, members in split.items()
     }

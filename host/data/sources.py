@@ -1,8 +1,9 @@
 """Where a genre's training data comes from, and the generator that fits it.
 
-Three sources, picked per genre: a user's folder of MIDI files when one is given
+Four sources, picked per genre: a user's folder of MIDI files when one is given
 (:mod:`deepkeys.host.data.folder`), the Bach chorales for ``chorale``
-(:mod:`deepkeys.host.data.chorales`), and an MMA style recipe for the style genres
+(:mod:`deepkeys.host.data.chorales`), POP909's pianists for ``ballad``
+(:mod:`deepkeys.host.data.pop909`), and an MMA style recipe for the style genres
 (:mod:`deepkeys.host.data.mma`). Each gives train/validation/test :class:`Windows`.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from deepkeys.device.encoding import DRUM_CLASSES
 from deepkeys.device.errors import UserError
-from deepkeys.host.data import chorales
+from deepkeys.host.data import chorales, pop909
 from deepkeys.host.data.band import BAND
 from deepkeys.host.data.folder import load_folder
 from deepkeys.host.data.mma import STYLES, load_style_split
@@ -28,6 +29,11 @@ def genre_config(genre: str) -> tuple[GeneratorConfig, dict[str, int]]:
     """
     if genre == "chorale":
         return GeneratorConfig(), {}
+    if genre == pop909.PIANO_GENRE:
+        cfg = GeneratorConfig(
+            **pop909.PIANO_TRACKS, widths=(96, 128, 160, 192), critic_widths=(64, 96, 128, 160)
+        )
+        return cfg, {"steps_per_epoch": 100, "patience": 4}
     grooves = STYLES[genre].grooves if genre in STYLES else ()
     cfg = GeneratorConfig(
         **BAND,
@@ -52,8 +58,10 @@ def load_windows(
         return chorale_split(bars)
     if genre in STYLES:
         return load_style_split(genre, bars)
+    if genre == pop909.PIANO_GENRE:
+        return pop909.piano_split(bars)
     raise UserError(
-        f"no data for genre {genre!r}: shipped recipes are chorale, "
+        f"no data for genre {genre!r}: shipped recipes are chorale, {pop909.PIANO_GENRE}, "
         f"{', '.join(STYLES)}; for your own music give --data FOLDER"
     )
 

@@ -17,8 +17,13 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from deepkeys.device.chords import N_QUALITIES, NO_CHORD, Chord, chord_of_weights, chord_steps
 from deepkeys.device.encoding import REST
+from deepkeys.device.generation.harmony import CELL_STEPS
 from deepkeys.host.model import GeneratorConfig, melody_tensor, voice_targets
+
+# The chord qualities the chorales are reduced to (MMA plays every one of them).
+REDUCTION_QUALITIES = ("maj", "min", "7", "min7", "dim")
 
 
 @dataclass
@@ -32,6 +37,8 @@ class Windows:
     drums: np.ndarray  # (N, Vd, T, classes) bool onsets
     names: list[str]  # the piece each window comes from
     groove: np.ndarray  # (N,) int: which of the genre's grooves accompanies it (0 if one)
+    chords: np.ndarray  # (N, C) int16 chord token of each half-bar cell (device.chords)
+    chord_bass: np.ndarray  # (N, C) int16 the bass pitch class of each cell's chord, -1 = root
 
     def __len__(self) -> int:
         return len(self.melody_pitch)
@@ -45,6 +52,7 @@ class Windows:
     def voices_only(cls, pitch: np.ndarray, onset: np.ndarray, names: list[str]) -> Windows:
         """Chorale windows: (N, 4, T) voices, the first being the melody."""
         n, _, steps = pitch.shape
+        tokens, bass = voices_chords(pitch)
         return cls(
             pitch[:, 0],
             onset[:, 0],
@@ -55,6 +63,8 @@ class Windows:
             np.zeros((n, 0, steps, 0), bool),
             list(names),
             np.zeros(n, np.int32),
+            tokens,
+            bass,
         )
 
     def transposed(
@@ -88,9 +98,27 @@ class Windows:
         if poly.shape[1]:
             for i, k in enumerate(shift):
                 poly[i] = np.roll(poly[i], k, axis=-1)
+        roots = self.chords // N_QUALITIES
+        moved_roots = (roots + shift[:, None]) % 12
+        chords = np.where(
+            self.chords == NO_CHORD, NO_CHORD, moved_roots * N_QUALITIES + self.chords % N_QUALITIES
+        ).astype(np.int16)
+        bass = np.where(self.chord_bass < 0, -1, (self.chord_bass + shift[:, None]) % 12)
         return replace(
-            self, melody_pitch=move(self.melody_pitch), mono_pitch=move(self.mono_pitch), poly=poly
+            self,
+            melody_pitch=move(self.melody_pitch),
+            mono_pitch=move(self.mono_pitch),
+            poly=poly,
+            chords=chords,
+            chord_bass=bass.astype(np.int16),
         )
+
+    def inputs(self, cfg: GeneratorConfig) -> dict[str, np.ndarray]:
+        """The generator's conditioning inputs: melody (N, T, P, 2) and chords (N, T, 37)."""
+        return {
+            "melody": melody_tensor(self.melody_pitch, self.melody_onset, cfg),
+            "chords": chord_steps(self.chords, self.chord_bass, CELL_STEPS),
+        }
 
     def arrays(self, cfg: GeneratorConfig) -> dict[str, np.ndarray]:
         """Model input and targets: melody (N, T, P, 2); per kind, targets and onsets."""
@@ -103,4 +131,38 @@ class Windows:
             "poly_onset": self.poly_onset.transpose(0, 2, 1).astype(np.float32),
             "drums": self.drums.transpose(0, 2, 1, 3).astype(np.float32),  # (N, T, Vd, D)
             "groove": self.groove.astype(np.int32),
+            "chords": chord_steps(self.chords, self.chord_bass, CELL_STEPS),  # (N, T, 37)
         }
+
+
+def voices_chords(pitch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Chorale voices (N, V, T), bass last -> each half bar's chord token and bass class."""
+    n, _, steps = pitch.shape
+    cells = steps // CELL_STEPS
+    tokens = np.full((n, cells), NO_CHORD, np.int16)
+    bass = np.full((n, cells), -1, np.int16)
+    for i in range(n):
+        for c in range(cells):
+            chord = chord_of_voices(pitch[i, :, c * CELL_STEPS : (c + 1) * CELL_STEPS])
+            tokens[i, c] = chord.token
+            bass[i, c] = -1 if chord.bass is None else chord.bass
+    return tokens, bass
+
+
+def chord_of_voices(pitch: np.ndarray) -> Chord:
+    """The chord that best explains a slice of voices (V, T), bass voice last.
+
+    Each pitch class is weighted by how long it sounds, the bass twice, and read by
+    :func:`~deepkeys.device.chords.chord_of_weights` with the bass's first note as the
+    bass, in the qualities the chorales are reduced to.
+
+    >>> chord_of_voices(np.array([[67] * 4, [64] * 4, [60] * 4, [48] * 4])).name
+    'C'
+    >>> chord_of_voices(np.array([[69] * 4, [60] * 4, [57] * 4, [52] * 4])).name
+    'Am/E'
+    """
+    weights = np.zeros(12)
+    for v, voice in enumerate(pitch):
+        np.add.at(weights, voice[voice != REST] % 12, 2.0 if v == len(pitch) - 1 else 1.0)
+    bass = pitch[-1][pitch[-1] != REST]
+    return chord_of_weights(weights, int(bass[0] % 12) if len(bass) else None, REDUCTION_QUALITIES)
