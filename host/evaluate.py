@@ -8,6 +8,7 @@ accompaniment of a window from another piece.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -15,11 +16,14 @@ import numpy as np
 
 from deepkeys.device.encoding import DEFAULT_DRUM_NOTES, Note, voice_to_notes
 from deepkeys.device.generation.decode import decode_track
+from deepkeys.device.log import kv
 from deepkeys.host import metrics
 
 if TYPE_CHECKING:  # annotations only: the scoring itself needs numpy alone
     from deepkeys.host.data.windows import Windows
     from deepkeys.host.model import GeneratorConfig
+
+log = logging.getLogger("deepkeys.evaluate")
 
 # The headline metrics, averaged over a model's tracks where they are per track.
 HEADLINE = ("EB", "UPC", "QN", "DP", "polyphony", "in_key", "consonance", "TD")
@@ -137,19 +141,37 @@ def window_metrics(
     real = score(windows.melody_pitch, windows.melody_onset, true_parts(windows, kinds), drums)
     out = {k: gen[k] for k in HEADLINE if k in gen}
     out["polyphony_ratio"] = gen["polyphony"] / real["polyphony"] if real["polyphony"] else 0.0
+    why = metrics.why_undefined(out)
+    if why:  # a nan in the epoch's line says nothing by itself
+        log.warning(
+            "validation metrics: %s of the %d decoded at threshold 0.5 (export calibrates "
+            "the card's thresholds)",
+            why,
+            len(windows),
+        )
     return out
 
 
 def shuffled(parts: list[Parts], names: Sequence[str]) -> list[Parts]:
-    """Each window's accompaniment taken from the window half the set away.
+    """Each window's accompaniment taken from the window half the set away, or, where
+    that one is from the same piece, from the next after it that is not: every melody
+    gets the accompaniment of another piece, real music with unrelated harmony. (While
+    no piece holds half the windows, that is always the window half the set away.)
 
-    Windows come grouped by piece and no piece holds half of them, so every melody
-    gets the accompaniment of another piece: real music, unrelated harmony.
+    Raises ``ValueError`` when every window is from one piece.
     """
     n = len(parts)
-    order = ((np.arange(n) + n // 2) % n).tolist()
-    if any(names[i] == names[j] for i, j in enumerate(order)):
-        raise ValueError("a piece holds half the windows; the shuffled baseline needs more pieces")
+    if len(set(names)) < 2:
+        raise ValueError(
+            f"every one of the {n} windows is from one piece ({names[0] if n else '-'}): "
+            "no other piece's accompaniment to pair a melody with"
+        )
+    order = []
+    for i in range(n):
+        j = (i + n // 2) % n
+        while names[j] == names[i]:
+            j = (j + 1) % n
+        order.append(j)
     return [parts[j] for j in order]
 
 
@@ -160,15 +182,20 @@ def evaluate_table(
     drum_notes: Sequence[int] = DEFAULT_DRUM_NOTES,
 ) -> dict[str, dict[str, float]]:
     """Rows: generated, real, shuffled. ``generate(melody_pitch, melody_onset)`` returns
-    each window's parts."""
+    each window's parts. Without a shuffled baseline (every window from one piece) the
+    table has the other two rows and one warning line says why."""
     drums = [n for n, k in kinds.items() if k == "drums"]
     real = true_parts(windows, kinds, drum_notes)
     m_pitch, m_onset = windows.melody_pitch, windows.melody_onset
-    return {
+    table = {
         "generated": score(m_pitch, m_onset, generate(m_pitch, m_onset), drums),
         "real": score(m_pitch, m_onset, real, drums),
-        "shuffled": score(m_pitch, m_onset, shuffled(real, windows.names), drums),
     }
+    try:
+        table["shuffled"] = score(m_pitch, m_onset, shuffled(real, windows.names), drums)
+    except ValueError as exc:
+        log.warning(kv(baseline="none", reason=str(exc)))
+    return table
 
 
 def format_table(rows: dict[str, dict[str, float]], keys: Sequence[str] = HEADLINE) -> str:

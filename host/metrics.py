@@ -44,6 +44,7 @@ __all__ = [
     "summarize",
     "tonal_distance",
     "used_pitch_classes",
+    "why_undefined",
 ]
 
 NAN = float("nan")
@@ -407,3 +408,35 @@ def mean_metrics(summaries: Iterable[Mapping[str, float]]) -> dict[str, float]:
             if value is not None and not math.isnan(value):
                 bucket.append(float(value))
     return {key: (sum(vals) / len(vals) if vals else NAN) for key, vals in values.items()}
+
+
+# Why a headline metric (a mean over windows) is nan: its input was missing in every window.
+UNDEFINED_WHEN = {
+    "EB": "no bars",
+    "UPC": "no pitched note",
+    "QN": "no pitched note",
+    "polyphony": "no pitched note",
+    "in_key": "no pitched note",
+    "consonance": "no pitched note",
+    "TD": "no bar in which two pitched parts sound",
+    "DP": "no drum hit",
+}
+
+
+def why_undefined(row: Mapping[str, float]) -> str | None:
+    """One line naming the nan metrics of ``row`` (means over windows) and why each is
+    undefined; None when every metric it has is defined.
+
+    >>> why_undefined({"EB": 1.0, "UPC": NAN, "QN": NAN, "DP": 0.5})
+    'UPC, QN undefined: no pitched note in any window'
+    """
+    groups: dict[str, list[str]] = {}
+    for key, reason in UNDEFINED_WHEN.items():
+        value = row.get(key)
+        if value is not None and math.isnan(value):
+            groups.setdefault(reason, []).append(key)
+    if not groups:
+        return None
+    return "; ".join(
+        f"{', '.join(keys)} undefined: {reason} in any window" for reason, keys in groups.items()
+    )

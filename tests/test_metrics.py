@@ -23,6 +23,7 @@ from deepkeys.host.metrics import (
     summarize,
     tonal_distance,
     used_pitch_classes,
+    why_undefined,
 )
 
 
@@ -369,3 +370,16 @@ def test_mean_metrics_nanmean_and_missing_keys():
     assert math.isnan(got["x"])
     assert list(got) == ["EB/bass", "TD/a-b", "x", "DP/drums"]
     assert mean_metrics([]) == {}
+
+
+# ---------------------------------------------------------------- undefined, and why
+def test_undefined_metrics_are_named_with_their_reason_in_one_line():
+    nan = float("nan")
+    row = {"EB": 1.0, "UPC": nan, "QN": nan, "DP": 0.5, "polyphony": nan, "in_key": nan}
+    row |= {"consonance": nan, "TD": nan}
+    why = why_undefined(row)
+    assert why is not None and "\n" not in why
+    assert why.startswith("UPC, QN, polyphony, in_key, consonance undefined: no pitched note")
+    assert "TD undefined: no bar in which two pitched parts sound" in why
+    assert "EB" not in why and "DP" not in why
+    assert why_undefined({"EB": 0.5, "UPC": 3.0, "TD": 0.7}) is None
