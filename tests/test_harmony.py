@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MELODIES, MODELS
 from deepkeys.device.chords import (
     N_TOKENS,
     NO_CHORD,
@@ -29,6 +28,8 @@ from deepkeys.device.generation.harmony import (
     sample_chain,
 )
 from deepkeys.device.generation.midifile import read_melody
+
+from conftest import MELODIES, MODELS
 
 HARMONY = MODELS / "harmony.json"
 
@@ -63,7 +64,11 @@ def test_a_bad_chord_name_is_one_user_error(bad):
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("C | | G", "bar 2 of the chords is empty"), ("C G Am | F", "has 3 chords"), ("  ", "no chords")],
+    [
+        ("C | | G", "bar 2 of the chords is empty"),
+        ("C G Am | F", "has 3 chords"),
+        ("  ", "no chords"),
+    ],
 )
 def test_a_bad_progression_says_which_bar(text, message):
     with pytest.raises(UserError, match=message):

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deepkeys.device.chords import parse_progression
 from deepkeys.device.encoding import Composition, Note, Track
 from deepkeys.device.generation import pianoroll
+from deepkeys.device.generation.glyphs import text_mask
 from deepkeys.device.generation.pianoroll import BACKGROUND, PITCH_MARGIN, track_colour, write_png
 
 
@@ -60,7 +62,8 @@ def test_png_has_notes_in_track_colours(tmp_path: Path) -> None:
     image = decode_png(data)
 
     n_rows = (76 + PITCH_MARGIN) - (43 - PITCH_MARGIN) + 1
-    assert struct.unpack(">II", data[16:24]) == (32 * 8, n_rows * 5 + 2 + 3 * 5)
+    legend = pianoroll.STRIP  # the track names under the roll
+    assert struct.unpack(">II", data[16:24]) == (32 * 8, n_rows * 5 + 2 + 3 * 5 + legend)
     assert image.shape == (layout.height, layout.width, 3)
     assert (layout.lo_pitch, layout.hi_pitch) == (43 - PITCH_MARGIN, 76 + PITCH_MARGIN)
     assert layout.drum_pitches == (42, 38, 36)
@@ -133,3 +136,23 @@ def test_failed_png_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
         write_png(composition(), tmp_path / "roll.png")
     assert (tmp_path / "roll.png").read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["roll.png"]
+
+
+def test_the_chords_are_named_above_the_bars_and_the_tracks_below(tmp_path: Path) -> None:
+    comp = composition()
+    comp.chords = parse_progression("C | G7")
+    image, layout = pianoroll.draw(comp, scale=8, px_per_pitch=5)
+    assert layout.top == pianoroll.STRIP
+    ink = np.all(image == pianoroll.TEXT, axis=-1)
+    for name, step in (("C", 0), ("G7", 16)):
+        mask = text_mask(name, pianoroll.TEXT_SCALE)
+        x = layout.x(step) + 1
+        drawn = ink[2 : 2 + mask.shape[0], x : x + mask.shape[1]]
+        assert np.array_equal(drawn, mask), name
+    # "C" is written once, though it spans two half bars.
+    assert not ink[: layout.top, layout.x(8) : layout.x(16)].any()
+    legend = ink[layout.roll_bottom :]
+    assert legend.sum() >= sum(text_mask(t.name, 2).sum() for t in comp.tracks)
+    # the melody's first note is where the layout says, below the strip
+    y = layout.pitched_y(72)
+    assert y >= layout.top and tuple(image[y, layout.x(1)]) == track_colour(0)

@@ -13,12 +13,13 @@ from deepkeys.device.encoding import REST
 
 pytest.importorskip("tensorflow")  # host code: the windows it builds are the trainer's
 
-from deepkeys.host.data import pop909  # noqa: E402
-from deepkeys.host.harmony.data import pop909_phrases  # noqa: E402
+from deepkeys.host.data import pop909
+from deepkeys.host.harmony.data import pop909_phrases
 
 TPB = 480
 BPM = 100
 OFFSET = 240  # the first beat is at tick 240, as POP909's grids start from an offset
+ARPEGGIO = (72, 76, 79, 84)  # the melody of every bar, a note a beat
 CHORDS = ["C:maj", "C:maj", "A:min7", "A:min7", "F:maj/3", "F:maj/3", "G:sus4(b7)", "N"]
 
 
@@ -41,7 +42,10 @@ def _song(folder: Path, bars: int = 8) -> Path:
     tempo = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(BPM))])
     mid.tracks.append(tempo)
     for name, notes in (
-        ("MELODY", [(p, b * 4 + i, 1) for b in range(bars) for i, p in enumerate((72, 76, 79, 84))]),
+        (
+            "MELODY",
+            [(p, b * 4 + i, 1) for b in range(bars) for i, p in enumerate((72, 76, 79, 84))],
+        ),
         ("BRIDGE", []),
         ("PIANO", [(p, b * 4, 4) for b in range(bars) for p in (48, 55, 64)]),
     ):
@@ -99,7 +103,9 @@ def test_the_cache_and_the_phrases_for_the_harmony_model(tmp_path: Path, monkeyp
     cells = phrases.targets[0]
     rotation = int(phrases.rotation[0])
     back = [Chord.from_token(int(t)).transposed(rotation).name for t in cells]
-    assert back[:4] == ["C", "C", "C", "C"] and back[4] == "Am7" and back[8] == "F"  # tokens carry no bass
+    assert (
+        back[:4] == ["C", "C", "C", "C"] and back[4] == "Am7" and back[8] == "F"
+    )  # tokens carry no bass
     assert (phrases.targets[1][10:] == -1).all()  # 5 bars: the rest is padding
     assert phrases.features[1][10:, 39].sum() == 0  # and marked so in the input
 

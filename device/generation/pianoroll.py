@@ -4,7 +4,9 @@ Time runs left to right (faint bar lines, fainter beat lines), pitch bottom to t
 cropped to the pitches in use. Each track has its own colour; the melody is drawn
 last and brightest. Every note starts with a darker column and ends one pixel
 short, so repeated notes of the same pitch show as separate notes. Drum tracks get
-a lane of their own under the pitched parts, one row per drum sound.
+a lane of their own under the pitched parts, one row per drum sound. A strip above
+the roll names the chord of each half bar where it changes (the chords every part
+plays), and a legend under it names each track in its colour.
 
 >>> layout = write_png(comp, "song.png")        # doctest: +SKIP
 >>> layout.width, layout.height                 # doctest: +SKIP
@@ -22,6 +24,7 @@ import numpy as np
 
 from deepkeys.device.atomic import atomic_write_bytes
 from deepkeys.device.encoding import STEPS_PER_BAR, STEPS_PER_BEAT, Composition, Note
+from deepkeys.device.generation.glyphs import GLYPH_HEIGHT, stamp, text_width
 
 # Colour-blind-friendly (Okabe-Ito) colours: the melody's vermilion first, then
 # blue, bluish green, reddish purple, orange, sky blue, yellow, black.
@@ -46,6 +49,9 @@ MIN_PITCH_ROWS = 24
 TARGET_WIDTH = 1280
 TARGET_HEIGHT = 400
 BLACK_KEYS = {1, 3, 6, 8, 10}
+TEXT = (40, 40, 40)
+TEXT_SCALE = 2
+STRIP = GLYPH_HEIGHT * TEXT_SCALE + 4  # the chord strip above and the legend below
 
 
 @dataclass(frozen=True)
@@ -63,15 +69,22 @@ class RollLayout:
     lo_pitch: int
     hi_pitch: int
     drum_pitches: tuple[int, ...]
+    top: int = 0  # rows of the chord strip above the roll
 
     def pitched_y(self, pitch: int) -> int:
         """The top pixel row of a pitch in the pitched area."""
-        return (self.hi_pitch - pitch) * self.px_per_pitch
+        return self.top + (self.hi_pitch - pitch) * self.px_per_pitch
 
     def drum_y(self, pitch: int) -> int:
         """The top pixel row of a drum sound in the drum lane."""
-        top = (self.hi_pitch - self.lo_pitch + 1) * self.px_per_pitch + 2
+        top = self.top + (self.hi_pitch - self.lo_pitch + 1) * self.px_per_pitch + 2
         return top + self.drum_pitches.index(pitch) * self.px_per_pitch
+
+    @property
+    def roll_bottom(self) -> int:
+        """The first pixel row under the roll (where the legend starts)."""
+        drums = 2 + len(self.drum_pitches) * self.px_per_pitch if self.drum_pitches else 0
+        return self.top + (self.hi_pitch - self.lo_pitch + 1) * self.px_per_pitch + drums
 
     def x(self, step: int) -> int:
         return step * self.px_per_step
@@ -129,14 +142,16 @@ def draw(
         px_per_pitch = min(max(round(TARGET_HEIGHT / rows), 4), 10)
     pitched_height = (hi - lo + 1) * px_per_pitch
     drum_height = 2 + len(drums) * px_per_pitch if drums else 0
+    top = STRIP if comp.chords else 0
     layout = RollLayout(
         width=n_steps * px_per_step,
-        height=pitched_height + drum_height,
+        height=top + pitched_height + drum_height + STRIP,
         px_per_step=px_per_step,
         px_per_pitch=px_per_pitch,
         lo_pitch=lo,
         hi_pitch=hi,
         drum_pitches=drums,
+        top=top,
     )
 
     image = np.empty((layout.height, layout.width, 3), dtype=np.uint8)
@@ -148,9 +163,12 @@ def draw(
         elif pitch % 12 == 0:
             image[y + px_per_pitch - 1] = OCTAVE_LINE
     if drums:
-        image[pitched_height : pitched_height + 2] = LANE_GAP
+        image[top + pitched_height : top + pitched_height + 2] = LANE_GAP
+    roll = slice(top, layout.roll_bottom)
     for step in range(0, n_steps, STEPS_PER_BEAT):
-        image[:, layout.x(step)] = BAR_LINE if step % STEPS_PER_BAR == 0 else BEAT_LINE
+        image[roll, layout.x(step)] = BAR_LINE if step % STEPS_PER_BAR == 0 else BEAT_LINE
+    _label_chords(image, layout, comp)
+    _legend(image, layout, comp)
 
     # Accompaniment first, the melody last so it is never hidden.
     for index in reversed(range(len(comp.tracks))):
@@ -160,6 +178,29 @@ def draw(
             y = layout.drum_y(note.pitch) if track.is_drum else layout.pitched_y(note.pitch)
             _draw_note(image, layout, note, y, track_rgb)
     return image, layout
+
+
+def _label_chords(image: np.ndarray, layout: RollLayout, comp: Composition) -> None:
+    """Each chord's name above the half bar where it starts, if it fits before the next."""
+    cell = STEPS_PER_BAR // 2
+    free_from = 0
+    previous = None
+    for index, chord in enumerate(comp.chords):
+        x = layout.x(index * cell) + 1
+        if chord != previous and x >= free_from:
+            stamp(image, chord.name, x, 2, TEXT, TEXT_SCALE)
+            free_from = x + text_width(chord.name, TEXT_SCALE) + 3
+        previous = chord
+
+
+def _legend(image: np.ndarray, layout: RollLayout, comp: Composition) -> None:
+    """A swatch and the name of every track, left to right, under the roll."""
+    x, y = 2, layout.roll_bottom + 2
+    for index, track in enumerate(comp.tracks):
+        swatch = GLYPH_HEIGHT * TEXT_SCALE
+        image[y : y + swatch, x : x + swatch] = track_colour(index)
+        stamp(image, track.name, x + swatch + 3, y, TEXT, TEXT_SCALE)
+        x += swatch + 3 + text_width(track.name, TEXT_SCALE) + 10
 
 
 def _draw_note(
