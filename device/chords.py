@@ -188,7 +188,9 @@ def progression_text(cells: Sequence[Chord], cells_per_bar: int = 2) -> str:
 
 
 def chord_of_weights(
-    weights: Sequence[float], bass: int | None = None, qualities: Sequence[str] = QUALITY_NAMES
+    weights: Sequence[float] | np.ndarray,
+    bass: int | None = None,
+    qualities: Sequence[str] = QUALITY_NAMES,
 ) -> Chord:
     """The chord that best explains how long each pitch class sounds.
 

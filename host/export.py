@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -418,10 +419,14 @@ THRESHOLDS = np.round(np.arange(0.2, 0.65, 0.05), 2)
 
 def calibrate_thresholds(
     card: ModelCard, model: keras.Model, windows: Windows, n: int = 256
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """For each poly and drum track, the firing threshold whose decoded notes come
     closest in number to the data's, on ``n`` validation windows: a multi-hot part
-    whose pitches are uncertain (an arpeggio's next chord tone) otherwise falls silent."""
+    whose pitches are uncertain (an arpeggio's next chord tone) otherwise falls silent.
+
+    None for a track whose data has no note at all (MMA's rock grooves have no pad, a
+    user's folder may have no drums): :func:`set_thresholds` leaves it out of the card,
+    which would otherwise list an instrument that never plays."""
     from deepkeys.host.evaluate import decode_outputs, true_parts
 
     cfg = GeneratorConfig.from_json(card.provenance["generator"])
@@ -434,11 +439,15 @@ def calibrate_thresholds(
     )
     out = model.predict({**sample.inputs(cfg), "noise": noise}, batch_size=64, verbose=0)
     truth = true_parts(sample, kinds, drum_notes)
-    chosen = {}
+    chosen: dict[str, float | None] = {}
     for name, kind in kinds.items():
         if kind == "mono":
             continue
         target = sum(len(p[name]) for p in truth)
+        if not target:
+            chosen[name] = None
+            log.info("threshold track=%s dropped: no note in %d windows", name, len(sample))
+            continue
         counts = [
             sum(
                 len(p[name])
@@ -463,12 +472,26 @@ def calibrate_thresholds(
     return chosen
 
 
-def set_thresholds(card_path: Path, thresholds: dict[str, float]) -> ModelCard:
-    """Write calibrated thresholds into a card (the model's sha256 is unaffected)."""
+def set_thresholds(card_path: Path, thresholds: dict[str, float | None]) -> ModelCard:
+    """Write calibrated thresholds into a card (the model's sha256 is unaffected). A
+    track whose threshold is None (its data never plays it) leaves the card, where no
+    track of its kind after it stays: evaluation pairs a card's tracks of one kind with
+    the data's parts in order."""
     raw = json.loads(card_path.read_text())
-    for track in raw["tracks"]:
-        if track["name"] in thresholds:
-            track["threshold"] = thresholds[track["name"]]
+    kept: list[dict[str, Any]] = []
+    dropped: dict[str, str] = {}
+    for track in reversed(raw["tracks"]):
+        name = track["name"]
+        later = any(t["kind"] == track["kind"] for t in kept)
+        if name in thresholds and thresholds[name] is None and not later:
+            dropped[name] = "its data never plays it (no note in the validation windows)"
+            continue
+        if thresholds.get(name) is not None:
+            track["threshold"] = thresholds[name]
+        kept.append(track)
+    raw["tracks"] = kept[::-1]
+    if dropped:
+        raw["provenance"]["dropped_tracks"] = dict(reversed(dropped.items()))
     raw["provenance"]["thresholds"] = "calibrated on the validation split (host/export.py)"
     atomic_write_bytes(card_path, (json.dumps(raw, indent=1) + "\n").encode())
     return load_card(card_path)

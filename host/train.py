@@ -46,7 +46,9 @@ class Trainer:
         self.g_opt = tf.keras.optimizers.Adam(
             tcfg.lr_generator, beta_1=tcfg.beta_1, beta_2=tcfg.beta_2
         )
-        self.d_opt = tf.keras.optimizers.Adam(tcfg.lr_critic, beta_1=tcfg.beta_1, beta_2=tcfg.beta_2)
+        self.d_opt = tf.keras.optimizers.Adam(
+            tcfg.lr_critic, beta_1=tcfg.beta_1, beta_2=tcfg.beta_2
+        )
         self.epoch = tf.Variable(0, dtype=tf.int64)
         self.best = tf.Variable(np.inf, dtype=tf.float64)
         self.stale = tf.Variable(0, dtype=tf.int64)
@@ -160,8 +162,9 @@ class Trainer:
             losses = self._losses(pred, batch)
             real = self._accomp(self._real(batch))
             fake = self._accomp(self._hard(pred))
-            d_real = self.critic({"melody": melody, "chords": chords, "accomp": real}, training=True)
-            d_fake = self.critic({"melody": melody, "chords": chords, "accomp": fake}, training=True)
+            given = {"melody": melody, "chords": chords}
+            d_real = self.critic({**given, "accomp": real}, training=True)
+            d_fake = self.critic({**given, "accomp": fake}, training=True)
             penalty = self._gradient_penalty(melody, chords, real, tf.stop_gradient(fake))
             wasserstein = tf.reduce_mean(d_real) - tf.reduce_mean(d_fake)
             d_loss = (

@@ -19,6 +19,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
+# Every shipped genre's name (the harmony model's card is not a genre).
+SHIPPED_GENRES = sorted(p.stem for p in MODELS.glob("*.json") if p.stem != "harmony")
 MELODIES = REPO / "device" / "melodies"
 
 T = TypeVar("T")

@@ -339,6 +339,15 @@ def test_export_of_a_small_folder_finishes_with_a_warning_for_the_baseline(tmp_p
     assert len(baseline) == 1 and "from one piece" in baseline[0], result.stderr[-3000:]
     card = load_card(tmp_path / "m" / "mine.json")
     assert set(card.provenance["metrics"]["test_split"]) == {"generated", "real"}
+    # these songs have no pad: the card does not list an instrument that never plays
+    assert [t.name for t in card.tracks] == ["bass", "comp", "drums"]
+    assert card.provenance["dropped_tracks"] == {
+        "pad": "its data never plays it (no note in the validation windows)"
+    }
+    assert "track=pad dropped" in result.stderr
+    melody = read_melody(MELODIES / "twinkle.mid")
+    parts = Generator(card).accompany(melody.notes, melody.n_steps, seed=0).parts
+    assert set(parts) == {"bass", "comp", "drums"}
 
 
 def test_undefined_validation_metrics_say_why_in_one_line(folder, caplog):

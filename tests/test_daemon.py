@@ -19,7 +19,7 @@ import pytest
 
 from deepkeys.device.config import hardware_free_config
 
-from conftest import MODELS, REPO, UnitParser, run_cli, wait_for
+from conftest import MODELS, REPO, SHIPPED_GENRES, UnitParser, run_cli, wait_for
 
 UNIT = REPO / "systemd" / "deepkeys.service"
 
@@ -81,7 +81,7 @@ def test_run_notifies_ready_feeds_the_watchdog_and_stops_on_sigterm(config_file,
 
         status = ControlClient(tmp_path / "ctl.sock").request("status")
         assert status["ok"] and status["state"] == "idle"
-        shipped = sorted(p.stem for p in MODELS.glob("*.json"))
+        shipped = SHIPPED_GENRES
         assert status["genres"] == shipped and status["genre"] == "chorale"  # default_genre
         assert status["midi"]["ports"] == ["sim keyboard"]
         assert status["audio"]["periods_written"] > 0 and "underruns" in status["audio"]

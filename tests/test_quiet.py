@@ -67,6 +67,11 @@ def test_an_exception_in_the_block_restores_fd_2():
     assert os.readlink("/proc/self/fd/2") == fd_target
     done = threading.Event()
     with captured_stderr(keep=lambda line: False) as caught:
-        threading.Thread(target=lambda: (os.write(2, b"late\n"), done.set())).start()
+
+        def write_late() -> None:
+            os.write(2, b"late\n")
+            done.set()
+
+        threading.Thread(target=write_late).start()
         done.wait(5)
     assert caught.lines == ["late"]

@@ -35,7 +35,7 @@ from deepkeys.device.appliance.sim import (
 from deepkeys.device.config import load_config
 from deepkeys.device.events import BUTTONS
 
-from conftest import MODELS, run_cli, wait_for
+from conftest import MODELS, SHIPPED_GENRES, run_cli, wait_for
 
 
 # --------------------------------------------------------------------------- the key map
@@ -158,7 +158,7 @@ def test_sim_config_makes_a_desktop_daemon(config_file, tmp_path):
     cfg = sim_config(load_config(config_file), wav=tmp_path / "out.wav")
     assert cfg.midi.api == "sim" and cfg.panel.pin_factory == "mock"
     assert cfg.audio.device == f"file:FILE={tmp_path / 'out.wav'},FORMAT=wav"
-    shipped = len(list(MODELS.glob("*.json")))
+    shipped = len(SHIPPED_GENRES)
     assert len(cfg.panel.genre_leds) == min(shipped, 8)  # one per installed genre, 8 at most
     assert cfg.paths.socket == tmp_path / "ctl.sock"  # the config's paths are kept
     defaults = sim_config(load_config(tmp_path / "missing.toml"))

@@ -139,6 +139,8 @@ def test_windows_transpose_melody_and_pitched_parts_together():
         drums,
         ["a"] * n,
         np.zeros(n, np.int32),
+        np.zeros((n, 2), np.int16),
+        np.full((n, 2), -1, np.int16),
     )
     moved = w.transposed(np.random.default_rng(0), low=24, high=107)
     shift = moved.melody_pitch[:, 0] - 72
@@ -165,6 +167,8 @@ def test_transposition_stays_in_range_and_draws_every_key():
         np.zeros((n, 0, steps, len(DRUM_CLASSES)), bool),
         ["a"] * n,
         np.zeros(n, np.int32),
+        np.zeros((n, 2), np.int16),
+        np.full((n, 2), -1, np.int16),
     )
     moved = w.transposed(np.random.default_rng(0), low=low, high=high)
     assert moved.melody_pitch.min() >= low and moved.melody_pitch.max() <= high

@@ -214,7 +214,7 @@ def _genre_lines(status: dict[str, Any], leds: dict[str, str], now: float) -> li
         label = "|".join(genres[i::n]) or f"slot {i + 1}"
         parts.append(f"{_led(state, now, count if i == shown else 0)} {label}")
     lines = ["genre: " + "   ".join(parts)]
-    if count:
+    if count and current is not None:
         lines.append(
             f"       {genre} is genre {current + 1} of {len(genres)}: slot {shown + 1} blinks "
             f"{_times(count)} (genres past the {n} LEDs blink their slot)"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from deepkeys.device.chords import Chord
-
 from deepkeys.device.encoding import STEPS_PER_BAR, STEPS_PER_BEAT, Composition, Melody, Note, Track
 from deepkeys.device.generation.card import ModelCard
 from deepkeys.device.generation.generator import Generator

@@ -1,10 +1,11 @@
 """Where installed genre models live, and which genres there are.
 
-The harmony model that every genre shares lives in the same folders as
-``harmony.json`` (:func:`harmony_card_path`). A genre is installed when its card ``<genre>.json`` is in one of the model folders;
+A genre is installed when its card ``<genre>.json`` is in one of the model folders;
 the card names its ``<genre>.tflite`` beside it, and loading the card says so in
 one line when that file is missing or does not match. Earlier folders win, so a
 model deployed to the state directory overrides the one shipped with the code.
+The harmony model that every genre shares lives in the same folders as
+``harmony.json`` (:func:`harmony_card_path`); it is not a genre.
 """
 
 from __future__ import annotations

@@ -61,9 +61,7 @@ def bench_generate(
     )
     chords = chord_input(generator.harmonizer.harmonize(pitch, onset), melody.n_steps)
     phrase = slice(0, card.steps)
-    result = GenerateBench(
-        genre, path, melody, pitch[phrase], onset[phrase], noise, chords[phrase]
-    )
+    result = GenerateBench(genre, path, melody, pitch[phrase], onset[phrase], noise, chords[phrase])
 
     for _ in range(10):  # warm-up: first invokes allocate and pack weights
         generator.infer(result.phrase_pitch, result.phrase_onset, noise, result.phrase_chords)

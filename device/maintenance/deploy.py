@@ -16,6 +16,7 @@ from pathlib import Path
 
 from deepkeys.device.errors import UserError
 from deepkeys.device.generation.card import check_genre_name, load_card
+from deepkeys.device.generation.library import genres_in
 from deepkeys.device.maintenance.ssh import check_destination, run_remote
 
 
@@ -63,7 +64,7 @@ def deploy(
     if genres:
         cards = [folder / f"{check_genre_name(g)}.json" for g in genres]
     else:
-        cards = sorted(folder.glob("*.json"))
+        cards = sorted(genres_in([folder]).values())  # the harmony model is not a genre
         if not cards:
             raise UserError(f"no model cards (*.json) in {folder}")
     data, expect = pack(cards)

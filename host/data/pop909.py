@@ -36,8 +36,8 @@ from deepkeys.device.encoding import BEATS_PER_BAR, REST, STEPS_PER_BAR, STEPS_P
 from deepkeys.device.errors import UserError
 from deepkeys.device.generation.harmony import CELL_STEPS
 from deepkeys.device.resources import REPO
-from deepkeys.host.data.chorales import default_cache_dir
 from deepkeys.host.data.band import BandTracks
+from deepkeys.host.data.chorales import default_cache_dir
 from deepkeys.host.data.multitrack import read_notes
 from deepkeys.host.data.windows import Windows
 
