@@ -1,8 +1,8 @@
 """The daemon's configuration: one TOML file, every key with a default.
 
 The file is ``/etc/deepkeys/config.toml``; ``$DEEPKEYS_CONFIG`` or an explicit
-path overrides it, and a missing file simply means "all defaults". A file only
-needs the keys it changes:
+path overrides it. A missing default file simply means "all defaults"; a missing
+file named by either is an error. A file only needs the keys it changes:
 
     [audio]
     device = "hw:CARD=Headphones"
@@ -13,7 +13,7 @@ needs the keys it changes:
 
 The result is a tree of frozen dataclasses, one per ``[section]``:
 
->>> config = load_config("/nonexistent/config.toml")
+>>> config = Config()  # what a missing /etc/deepkeys/config.toml gives
 >>> config.audio.period, config.panel.buttons.genre, config.player.tempo_bpm
 (128, 5, 100)
 
@@ -249,6 +249,12 @@ class PlayerConfig:
     max_bars: int = _key(8, _Int("an integer 1..32", 1, 32), "recording stops by itself after this")
     count_in_bars: int = _key(1, _Int("an integer 0..4", 0, 4))
     default_genre: str = _key("", _Str("a string"), '"" = the first installed genre')
+    split_note: int = _key(
+        0,
+        _Int("a MIDI note 0..127", 0, 127),
+        "keys below this note, held while recording, are chord hints (as on an arranger "
+        "keyboard) and the keys above it the melody; 0 = off, 60 = middle C",
+    )
     first_seed: int = _key(
         -1,
         _Int("an integer 0..999999, or -1", -1, 999_999),
@@ -371,12 +377,17 @@ def config_path(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and check the configuration. A missing file gives the defaults."""
+    """Read and check the configuration. A missing default file gives the defaults; a
+    file named by ``path`` or ``$DEEPKEYS_CONFIG`` must exist (a typo must not run the
+    appliance on defaults without a word)."""
     file = config_path(path)
     try:
         with open(file, "rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
+        if path is not None or os.environ.get(CONFIG_ENV):
+            named = "--config" if path is not None else f"${CONFIG_ENV}"
+            raise UserError(f"{file}: no such config file (named by {named})") from None
         return Config()
     except IsADirectoryError:
         raise UserError(f"{file}: is a folder, not a config file") from None
@@ -397,7 +408,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 def effective_config_text(path: str | os.PathLike[str] | None = None) -> str:
     """What ``deepkeys config`` prints: where the file is, then every effective key."""
     file = config_path(path)
-    config = load_config(file)
+    config = load_config(path)
     where = f"# {file}" if file.exists() else f"# {file} (no such file: all defaults)"
     return f"# deepkeys effective configuration\n{where}\n\n{config.to_toml()}"
 

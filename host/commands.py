@@ -104,6 +104,13 @@ def train_harmony(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_harmony(args: argparse.Namespace) -> int:
+    from deepkeys.host.harmony.evaluate import format_table, harmony_table
+
+    print(format_table(harmony_table(args.genre, args.phrases, args.models)))
+    return 0
+
+
 def export(args: argparse.Namespace) -> int:
     from deepkeys.host.data.sources import load_windows
     from deepkeys.host.export import (

@@ -88,9 +88,8 @@ def error_of(tmp_path: Path, text: str) -> str:
 
 
 # --------------------------------------------------------------------------- defaults
-def test_a_missing_file_gives_the_defaults(tmp_path):
-    config = load_config(tmp_path / "nope.toml")
-    assert config == Config()
+def test_the_defaults(tmp_path):
+    config = Config()
     assert config.midi.api == "alsa" and config.midi.input_ports == ()
     assert (
         config.audio.device,
@@ -219,10 +218,20 @@ def test_effective_config_round_trips(tmp_path):
     assert load_config(again) == load_config(path)
 
 
-def test_effective_config_of_a_missing_file_says_so(tmp_path):
-    text = effective_config_text(tmp_path / "none.toml")
+def test_a_missing_default_file_is_all_defaults_but_a_named_one_is_an_error(tmp_path, monkeypatch):
+    import deepkeys.device.config as config_module
+
+    monkeypatch.delenv("DEEPKEYS_CONFIG", raising=False)
+    monkeypatch.setattr(config_module, "DEFAULT_PATH", tmp_path / "none.toml")
+    text = effective_config_text()
     assert "(no such file: all defaults)" in text
     assert load_config(write(tmp_path, text)) == Config()
+    # A typo in --config or $DEEPKEYS_CONFIG must not run on defaults without a word.
+    with pytest.raises(UserError, match=r"typo.toml: no such config file \(named by --config\)"):
+        load_config(tmp_path / "typo.toml")
+    monkeypatch.setenv("DEEPKEYS_CONFIG", str(tmp_path / "typo.toml"))
+    with pytest.raises(UserError, match=r"named by \$DEEPKEYS_CONFIG"):
+        load_config()
 
 
 def test_to_toml_names_every_key():
@@ -419,3 +428,16 @@ def test_an_unreadable_file(tmp_path):
     path.chmod(0)
     with pytest.raises(UserError, match=r": permission denied$"):
         load_config(path)
+
+
+def test_a_default_genre_that_is_not_installed_fails_the_check(tmp_path):
+    from conftest import run_cli
+
+    models = f'[paths]\nmodels = ["{SHIPPED_MODELS}"]\n'
+    path = write(tmp_path, models + '[player]\ndefault_genre = "nope"\n')
+    result = run_cli("config", "--config", str(path))
+    assert result.returncode == 2
+    assert "player.default_genre = 'nope' is not installed (installed: " in result.stderr
+    assert "Traceback" not in result.stderr
+    path = write(tmp_path, models + '[player]\ndefault_genre = "rock"\n')
+    assert run_cli("config", "--config", str(path)).returncode == 0

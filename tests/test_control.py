@@ -254,10 +254,17 @@ def test_monitors_have_their_own_slots(tmp_path: Path) -> None:
     ) as srv:
         streams = [ControlClient(srv.path).stream() for _ in range(3)]
         threads = []
-        for stream in streams:
+        for count, stream in enumerate(streams, 1):
             thread = threading.Thread(target=lambda s=stream: list(s), daemon=True)
             thread.start()
             threads.append(thread)
+            # One at a time, so that the first is the oldest monitor.
+            expected = min(count, 2)
+
+            def subscribed(n: int = expected) -> bool:
+                return srv.subscribers == n
+
+            wait_for(subscribed)
         threads[0].join(timeout=5)  # the oldest was hung up on
         assert not threads[0].is_alive()
         wait_for(lambda: srv.subscribers == 2)

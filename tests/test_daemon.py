@@ -289,3 +289,57 @@ def test_unit_file_is_valid_and_says_what_the_daemon_needs(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "deepkeys.service" not in result.stderr, result.stderr
+
+
+def test_keys_below_the_split_point_are_chord_hints_every_part_plays(
+    config_file, tmp_path, chorale_card
+):
+    """player.split_note: a held left hand fixes the harmony of its half bars,
+    even a chord (F# minor) the harmony model would never pick under a C major tune."""
+    from deepkeys.device.adapters.control import ControlClient
+    from deepkeys.device.appliance.daemon import Daemon
+    from deepkeys.device.config import load_config
+
+    config_file.write_text(
+        config_file.read_text().replace("[player]\n", "[player]\nsplit_note = 55\n")
+    )
+    daemon = Daemon(load_config(config_file))
+    daemon.start()
+    loop = threading.Thread(target=daemon.run, name="test-daemon-loop")
+    loop.start()
+    client = ControlClient(tmp_path / "ctl.sock")
+    status = lambda: daemon.snapshot  # noqa: E731
+    keys = daemon.midi
+    assert keys is not None
+    try:
+        wait_for(lambda: status()["state"] == "idle", what="idle")
+        assert client.request("press", button="record")["ok"]
+        wait_for(lambda: status()["state"] == "count_in", what="count-in")
+        for pitch in (42, 45, 49):  # F#2 A2 C#3, held from the count-in on
+            keys.send(mido.Message("note_on", note=pitch, velocity=70))
+        wait_for(lambda: status()["state"] == "recording", what="recording")
+        for pitch in (72, 71, 72, 76, 74, 72):
+            keys.send(mido.Message("note_on", note=pitch, velocity=90))
+            time.sleep(0.25)
+            keys.send(mido.Message("note_off", note=pitch))
+        for pitch in (42, 45, 49):
+            keys.send(mido.Message("note_off", note=pitch))
+        assert client.request("press", button="record")["ok"]
+        wait_for(lambda: status()["take_notes"] >= 5 and status()["state"] == "idle", what="take")
+        assert client.request("press", button="generate")["ok"]
+
+        takes = wait_for(lambda: sorted((tmp_path / "state" / "takes").glob("*.json")))
+        hints = json.loads(takes[0].read_text())["chord_hints"]
+        assert hints and set(hints.values()) == {"F#m"}
+        take_mid = mido.MidiFile(sorted((tmp_path / "state" / "takes").glob("*.mid"))[0])
+        played = {m.note for m in take_mid if m.type == "note_on" and m.velocity}
+        assert played and min(played) >= 55  # the left hand is not melody
+
+        folder = tmp_path / "state" / "compositions"
+        sidecar = wait_for(lambda: sorted(folder.glob("*.json")), what="a .json")
+        cells = json.loads(sidecar[0].read_text())["chords_per_half_bar"]
+        assert all(cells[int(cell)] == "F#m" for cell in hints)
+    finally:
+        daemon.request_stop()
+        loop.join(timeout=15)
+    assert not loop.is_alive()

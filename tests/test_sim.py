@@ -32,7 +32,7 @@ from deepkeys.device.appliance.sim import (
     sim_config,
     wav_device,
 )
-from deepkeys.device.config import load_config
+from deepkeys.device.config import Config, load_config
 from deepkeys.device.events import BUTTONS
 
 from conftest import MODELS, SHIPPED_GENRES, run_cli, wait_for
@@ -161,7 +161,7 @@ def test_sim_config_makes_a_desktop_daemon(config_file, tmp_path):
     shipped = len(SHIPPED_GENRES)
     assert len(cfg.panel.genre_leds) == min(shipped, 8)  # one per installed genre, 8 at most
     assert cfg.paths.socket == tmp_path / "ctl.sock"  # the config's paths are kept
-    defaults = sim_config(load_config(tmp_path / "missing.toml"))
+    defaults = sim_config(Config())
     assert defaults.paths.state_dir.name == "deepkeys-sim"  # not /var/lib/deepkeys
 
 

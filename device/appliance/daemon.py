@@ -44,6 +44,7 @@ from deepkeys.device.adapters.control import ControlServer, event_dict
 from deepkeys.device.appliance import publish
 from deepkeys.device.appliance.keypath import KeyPath
 from deepkeys.device.atomic import atomic_write_bytes
+from deepkeys.device.chords import progression_text
 from deepkeys.device.config import Config
 from deepkeys.device.encoding import STEPS_PER_BAR, STEPS_PER_BEAT, Composition, Track
 from deepkeys.device.errors import UserError, one_line
@@ -262,6 +263,9 @@ class Daemon:
         box = self.box = Appliance.from_config(
             self.cfg, list(self.generators), first_seed=first_seed
         )
+        problem = Appliance.default_genre_problem(self.cfg.player.default_genre, box.genres)
+        if problem:
+            log.warning(kv(event="default_genre_missing", problem=problem, starting_on=box.genre))
         for a in box.start():
             self._do(a)
 
@@ -424,7 +428,7 @@ class Daemon:
             generator = self.generators.get(genre)
             if generator is None:
                 raise UserError(f"no model loaded for genre {genre!r}")
-            comp = compose(take, generator, seed=seed, tempo_bpm=bpm)
+            comp = compose(take, generator, seed=seed, tempo_bpm=bpm, hints=take.hints)
             done = GenerationDone(genre, seed, comp, t=time.monotonic())
             self.counts["generations"] += 1
             log.info(
@@ -472,6 +476,8 @@ class Daemon:
             "bars": take.n_steps // STEPS_PER_BAR,
             "notes": len(take.notes),
             "rhythm_assist": take.rhythm_assist,
+            # Fingered below the split point: half-bar cell -> chord name.
+            "chord_hints": {str(cell): chord.name for cell, chord in sorted(take.hints.items())},
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         length = take.n_steps / STEPS_PER_BEAT
@@ -495,6 +501,8 @@ class Daemon:
             "tempo": comp.tempo_bpm,
             "bars": comp.n_steps // STEPS_PER_BAR,
             "tracks": [t.name for t in comp.tracks],
+            "chords": progression_text(comp.chords),  # what every part plays, bar by bar
+            "chords_per_half_bar": [c.name for c in comp.chords],
             "model_sha256": generator.card.sha256 if generator else None,
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
         }

@@ -95,6 +95,7 @@ class Appliance:
         max_bars: int = 8,
         count_in_bars: int = 1,
         default_genre: str = "",
+        split_note: int = 0,
         cc_play: int = 105,
         cc_stop: int = 106,
         cc_record: int = 107,
@@ -107,6 +108,7 @@ class Appliance:
         self.metronome = metronome
         self.max_bars = max_bars
         self.count_in_bars = count_in_bars
+        self.split_note = split_note  # keys below it are chord hints while recording
         self.cc = {cc_play: "play", cc_stop: "stop", cc_record: "record"}
         self.next_seed = first_seed
         self.refused_generates = 0
@@ -119,6 +121,20 @@ class Appliance:
         self._mode = IDLE  # idle | count_in | recording | playing; `state` adds generating
         self.now = float("-inf")  # the latest event time seen
 
+    @staticmethod
+    def default_genre_problem(default_genre: str, genres: Sequence[str]) -> str | None:
+        """Why ``player.default_genre`` cannot be the starting genre, or None when it can.
+
+        >>> Appliance.default_genre_problem("nope", ["chorale", "rock"])
+        "player.default_genre = 'nope' is not installed (installed: chorale, rock)"
+        >>> Appliance.default_genre_problem("", ["chorale"]) is None
+        True
+        """
+        if not default_genre or default_genre in genres:
+            return None
+        installed = ", ".join(genres) or "none"
+        return f"player.default_genre = {default_genre!r} is not installed (installed: {installed})"
+
     @classmethod
     def from_config(cls, config: Config, genres: Sequence[str], first_seed: int = 0) -> Appliance:
         p, k = config.player, config.keyboard
@@ -130,6 +146,7 @@ class Appliance:
             max_bars=p.max_bars,
             count_in_bars=p.count_in_bars,
             default_genre=p.default_genre,
+            split_note=p.split_note,
             cc_play=k.cc_play,
             cc_stop=k.cc_stop,
             cc_record=k.cc_record,
@@ -259,7 +276,12 @@ class Appliance:
             return self._finish_take(t)
         actions = self._stop_loop() if self._mode == PLAYING else []
         self.recorder = TakeRecorder(
-            self.tempo_bpm, t, self.count_in_bars, self.max_bars, self.rhythm_assist
+            self.tempo_bpm,
+            t,
+            self.count_in_bars,
+            self.max_bars,
+            self.rhythm_assist,
+            split_note=self.split_note,
         )
         if self.count_in_bars:
             self._mode = COUNT_IN

@@ -15,6 +15,18 @@ At 100 BPM a beat is 0.6 s, a 16th 0.15 s and a bar 2.4 s:
 >>> take = rec.stop(4.0)
 >>> take.notes, take.n_steps
 ([Note(pitch=60, start=0, end=2, velocity=90)], 16)
+
+With a split point (``player.split_note``), the keys below it are not melody but
+chord hints, read per half bar as an arranger keyboard reads a hand (the keys held
+for at least half of it; the lowest is the bass):
+
+>>> rec = TakeRecorder(100, start_t=0.0, count_in_bars=0, split_note=60)
+>>> for pitch in (45, 48, 52):
+...     rec.note_on(pitch, 80, 0.0)
+>>> rec.note_on(72, 90, 0.0); rec.note_off(72, 0.5)
+>>> take = rec.stop(2.4)
+>>> [n.pitch for n in take.notes], {cell: chord.name for cell, chord in take.hints.items()}
+([72], {0: 'Am', 1: 'Am'})
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from deepkeys.device.chords import Chord, fingered
 from deepkeys.device.encoding import (
     BEATS_PER_BAR,
     STEPS_PER_BAR,
@@ -31,6 +44,7 @@ from deepkeys.device.encoding import (
     top_line,  # the same reduction to one line that files get
 )
 from deepkeys.device.events import NoteOff, NoteOn
+from deepkeys.device.generation.harmony import CELL_STEPS
 from deepkeys.device.gm import NOTE_OFF, NOTE_ON, PROGRAM
 from deepkeys.device.timeline import TimedEvent, sort_events
 
@@ -56,10 +70,12 @@ class Take(Melody):
     ``rhythm_assist`` was off, the take is saved with those rather than the grid
     (:meth:`performance_events`).
     ``dropped`` counts notes outside the recorded bars (begun in the count-in or
-    after the end), ``orphan_offs`` note-offs that had no note-on.
+    after the end), ``orphan_offs`` note-offs that had no note-on. ``hints`` are the
+    chords fingered below the split point: half-bar cell -> chord.
     """
 
     raw: list[RawNote] = field(default_factory=list)
+    hints: dict[int, Chord] = field(default_factory=dict)
     rhythm_assist: bool = True
     dropped: int = 0
     orphan_offs: int = 0
@@ -92,6 +108,7 @@ class TakeRecorder:
         count_in_bars: int = 1,
         max_bars: int = 8,
         rhythm_assist: bool = True,
+        split_note: int = 0,
     ) -> None:
         if tempo_bpm <= 0 or count_in_bars < 0 or max_bars < 1:
             raise ValueError("tempo_bpm must be > 0, count_in_bars >= 0 and max_bars >= 1")
@@ -100,6 +117,7 @@ class TakeRecorder:
         self.count_in_bars = count_in_bars
         self.max_bars = max_bars
         self.rhythm_assist = rhythm_assist
+        self.split_note = split_note  # keys below it are chord hints; 0 = no split
         self.beat_s = 60.0 / tempo_bpm
         self.step_s = self.beat_s / STEPS_PER_BEAT
         self.bar_s = self.beat_s * BEATS_PER_BAR
@@ -109,6 +127,8 @@ class TakeRecorder:
         self.stopped = False
         self._held: dict[int, tuple[float, int]] = {}  # pitch -> (on time, velocity)
         self._played: list[tuple[int, float, float, int]] = []  # (pitch, on, off, velocity)
+        self._hint_held: dict[int, float] = {}  # pitch -> on time, below the split
+        self._hint_played: list[tuple[int, float, float]] = []  # (pitch, on, off)
 
     # --- the clock --------------------------------------------------------------------
     def bar_at(self, t: float) -> int:
@@ -126,6 +146,21 @@ class TakeRecorder:
             return "count_in"
         return "recording" if t < self.end_t else "full"
 
+    def _hints(self, n_steps: int) -> dict[int, Chord]:
+        """The chord fingered in each half-bar cell: the keys held for half of it or more."""
+        cell_s = CELL_STEPS * self.step_s
+        hints = {}
+        for cell in range(n_steps // CELL_STEPS):
+            lo = self.record_t + cell * cell_s
+            held = [
+                pitch
+                for pitch, on, off in self._hint_played
+                if min(off, lo + cell_s) - max(on, lo) >= cell_s / 2 - _TIE
+            ]
+            if held:
+                hints[cell] = fingered(held)
+        return hints
+
     # --- the notes --------------------------------------------------------------------
     def note_on(self, pitch: int, velocity: int, t: float) -> None:
         if velocity == 0:  # running status: a note-on with velocity 0 is a note-off
@@ -133,12 +168,19 @@ class TakeRecorder:
             return
         if self.stopped or not self.start_t <= t < self.end_t:
             return
+        if pitch < self.split_note:
+            self._hint_held.setdefault(pitch, t)
+            return
         if pitch in self._held:  # struck again while still down: the first one ends here
             self.note_off(pitch, t)
         self._held[pitch] = (t, velocity)
 
     def note_off(self, pitch: int, t: float) -> None:
         if self.stopped:
+            return
+        if pitch < self.split_note:
+            if pitch in self._hint_held:
+                self._hint_played.append((pitch, self._hint_held.pop(pitch), min(t, self.end_t)))
             return
         if pitch not in self._held:
             self.orphan_offs += 1  # released before we saw it struck, or a duplicate off
@@ -167,7 +209,7 @@ class TakeRecorder:
         least up to the bar of the last note, at least 1 and at most ``max_bars``.
         """
         t = min(max(t, self.record_t), self.end_t)
-        for pitch in list(self._held):
+        for pitch in [*self._held, *self._hint_held]:
             self.note_off(pitch, t)
         self.stopped = True
 
@@ -198,6 +240,7 @@ class TakeRecorder:
             rhythm_assist=self.rhythm_assist,
             dropped=dropped,
             orphan_offs=self.orphan_offs,
+            hints=self._hints(n_steps),
         )
 
     def _step(self, t: float) -> int:

@@ -147,9 +147,18 @@ def _monitor_value(value: object) -> str:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from deepkeys.device.config import effective_config_text
+    """Print the effective configuration; exit 2 when it names a genre not installed."""
+    from deepkeys.device.appliance.state import Appliance
+    from deepkeys.device.config import effective_config_text, load_config
+    from deepkeys.device.generation.library import genres_in
 
     print(effective_config_text(args.config), end="")
+    cfg = load_config(args.config)
+    problem = Appliance.default_genre_problem(
+        cfg.player.default_genre, list(genres_in(cfg.paths.models))
+    )
+    if problem:
+        raise UserError(problem)
     return 0
 
 

@@ -79,6 +79,28 @@ def add_parsers(sub: Subcommands) -> None:
     p.add_argument("--temperature", type=float, help="default: the card's")
     add_models(p)
 
+    p = add_command(
+        sub,
+        "evaluate-harmony",
+        run_host_command,
+        help="[host] do the parts play the song's chords? held-out POP909 phrases through "
+        "each genre with the harmony model's, the rule's and the song's own chords",
+    )
+    p.add_argument("--genre", required=True, action="append", help="repeat for more genres")
+    p.add_argument("--phrases", type=_at_least_one, default=48, help="8-bar phrases (default 48)")
+    add_models(p)
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a count of 1 or more (argparse says so in one line, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
 
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument(

@@ -28,6 +28,7 @@ import numpy as np
 
 from deepkeys.device.chords import NONE, Chord, chord_of_weights
 from deepkeys.device.encoding import REST, Note, voice_to_notes
+from deepkeys.device.errors import UserError
 from deepkeys.device.generation.card import load_card
 from deepkeys.device.generation.generator import Generator
 from deepkeys.device.generation.harmony import CELL_STEPS, Harmonizer
@@ -48,15 +49,16 @@ class Phrase:
     piano: dict[str, list[Note]]  # the pianist's part: "bass" (lowest line) and "upper"
 
 
-def test_phrases(count: int, songs: list[pop909.Song] | None = None) -> list[Phrase]:
-    """``count`` 8-bar phrases spread over POP909's test songs, with melody throughout."""
+def test_phrases(count: int, songs: Sequence[pop909.Song] | None = None) -> list[Phrase]:
+    """``count`` 8-bar phrases spread over ``songs`` (default: POP909's test songs), each
+    with melody in three half bars of four."""
     from deepkeys.host.data.multitrack import GridPart, line
 
-    test = set(pop909.load_split()["test"])
+    if songs is None:
+        test = set(pop909.load_split()["test"])
+        songs = [song for song in pop909.load_songs() if song.name in test]
     found = []
-    for song in songs if songs is not None else pop909.load_songs():
-        if song.name not in test:
-            continue
+    for song in songs:
         for seg in song.segments:
             for bar in range(0, seg.bars - PHRASE_BARS + 1, PHRASE_BARS):
                 beat = seg.beat + bar * 4
@@ -170,9 +172,16 @@ def summarize(scores: list[dict[str, list[float]]]) -> dict[str, float]:
     }
 
 
-def harmony_table(genres: Sequence[str], count: int = 48, models: str | None = None) -> dict:
+def harmony_table(
+    genres: Sequence[str],
+    count: int = 48,
+    models: str | None = None,
+    songs: Sequence[pop909.Song] | None = None,
+) -> dict:
     """Rows: the song's piano, then per genre model / rule / true chords."""
-    phrases = test_phrases(count)
+    phrases = test_phrases(count, songs)
+    if not phrases:
+        raise UserError("no 8-bar phrase with a melody throughout in the held-out songs")
     rule = Harmonizer.rule()
     reference = [float(c.token) for p in phrases for c in p.chords if c.root is not None]
     table: dict[str, dict[str, float]] = {
