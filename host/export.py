@@ -36,12 +36,14 @@ from deepkeys.host.model import GeneratorConfig, build_generator
 log = logging.getLogger("deepkeys.export")
 
 MMA_DATASET = (
-    "Style-template data, not recorded music. Melodies and harmony: the music21 corpus's Bach "
-    "chorales (soprano = melody; the four voices reduced to one or two chords a bar). "
-    "Accompaniment: Debian's mma {mma} rendering those progressions in the grooves {grooves}; "
-    "its output mapped by GM program family onto bass (lowest line), comp, pad and drum "
-    "classes; 16th grid{swing}; 4-bar windows, 1-bar hop; transposition augmentation; split by "
-    "chorale (host/splits/chorale.json)"
+    "Style-template data, not recorded music. Melodies and harmony are real: the music21 "
+    "corpus's Bach chorales (soprano = melody; the four voices reduced to one or two chords a "
+    "bar) and 130 POP909 songs (MIT; the vocal melody over the annotated chords, up to 32 bars "
+    "of each 4/4 run). Accompaniment: Debian's mma {mma} rendering those progressions in the "
+    "grooves {grooves}; its output mapped by GM program family onto bass (lowest line), comp, "
+    "pad and drum classes; 16th grid{swing}; 4-bar windows, 1-bar hop; transposition "
+    "augmentation; split by chorale (host/splits/chorale.json) and by song "
+    "(host/splits/pop909.json)"
 )
 
 
