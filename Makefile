@@ -16,7 +16,8 @@ APT_DEVICE := python3-venv python3-dev gcc libasound2-dev libasound2-plugins \
 # (systemd-analyze verifies the units and scores their sandboxes).
 APT_TEST   := $(APT_DEVICE) jackd2 mma openssh-server openssh-client systemd
 
-# The genre library, retrained from scratch (about 40 min on a 2-core CPU; see models/README.md).
+# The harmony model and the genre library, retrained from scratch (about 75 min on a 2-core CPU;
+# see models/README.md).
 STYLE_GENRES := rock pop jazz bossa blues funk country
 
 .PHONY: demo test lint library install deps-device deps-test clean
@@ -43,6 +44,9 @@ install: $(VENV)/.device-installed
 	$(SUDO) $(BIN)/deepkeys install
 
 library: $(VENV)/.test-installed
+	$(BIN)/deepkeys train-harmony --epochs 40 --seed 0
+	$(BIN)/deepkeys train --genre chorale --epochs 150 --seed 0 && $(BIN)/deepkeys export --genre chorale
+	$(BIN)/deepkeys train --genre ballad --epochs 20 --seed 0 && $(BIN)/deepkeys export --genre ballad
 	for g in $(STYLE_GENRES); do \
 	  $(BIN)/deepkeys train --genre $$g --epochs 20 --seed 0 && $(BIN)/deepkeys export --genre $$g || exit 1; \
 	done
