@@ -274,6 +274,12 @@ class PathsConfig:
         _List("a non-empty list of paths", _Path("a path"), min_len=1),
         "genre model folders, earliest wins; default [state_dir/models, shipped models]",
     )
+    min_free_mb: int = _key(
+        64,
+        _Int("an integer 0..100000", 0, 100_000),
+        "a take or composition is not saved (logged and counted) when state_dir has less "
+        "free space than this, so the SD card never fills",
+    )
 
     def __post_init__(self) -> None:
         # The default follows state_dir, so moving state_dir moves the deployed models with it.

@@ -3,6 +3,7 @@ chorale model, the control socket and sd_notify; plus the CLI around it and the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -343,3 +344,23 @@ def test_keys_below_the_split_point_are_chord_hints_every_part_plays(
         daemon.request_stop()
         loop.join(timeout=15)
     assert not loop.is_alive()
+
+
+def test_a_save_that_would_fill_the_card_is_skipped_and_counted(config_file, tmp_path):
+    """paths.min_free_mb: below it nothing is written (the SD card never fills)."""
+    import shutil
+
+    from deepkeys.device.appliance.daemon import Daemon
+    from deepkeys.device.config import load_config
+    from deepkeys.device.encoding import Composition, Note, Track
+
+    free_mb = shutil.disk_usage(tmp_path).free // 1_000_000
+    cfg = load_config(config_file)
+    # More than this disk has (replace() skips the config's range check, as a bigger card would).
+    cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, min_free_mb=free_mb + 1000))
+    daemon = Daemon(cfg)  # not started: only the save path is used
+    comp = Composition([Track("melody", 0, [Note(60, 0, 4)])], 16, 120.0)
+    daemon._save_composition(comp, "chorale", 7)
+    assert daemon.counts["save_skipped_low_space"] == 1 and daemon.counts["saved"] == 0
+    assert not list((tmp_path / "state").rglob("*.mid"))
+    daemon.stop()

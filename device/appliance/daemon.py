@@ -30,6 +30,7 @@ import concurrent.futures
 import json
 import logging
 import queue
+import shutil
 import signal
 import threading
 import time
@@ -520,6 +521,19 @@ class Daemon:
     ) -> tuple[Path, Path] | None:
         """MIDI first, then its sidecar, both atomic. A full disk is logged and counted."""
         mid, side = folder / f"{stem}.mid", folder / f"{stem}.json"
+        free_mb = _free_mb(self.cfg.paths.state_dir)
+        if free_mb is not None and free_mb < self.cfg.paths.min_free_mb:
+            self.counts["save_skipped_low_space"] += 1
+            log.error(
+                kv(
+                    event="save_skipped",
+                    path=mid,
+                    reason="low_space",
+                    free_mb=free_mb,
+                    min_free_mb=self.cfg.paths.min_free_mb,
+                )
+            )
+            return None
         try:
             folder.mkdir(parents=True, exist_ok=True)
             write_mid(mid)
@@ -659,3 +673,15 @@ def run_daemon(cfg: Config) -> int:
     daemon.start()
     daemon.run()
     return 0
+
+
+def _free_mb(folder: Path) -> int | None:
+    """Free megabytes on the filesystem of ``folder`` (or its nearest existing parent);
+    None when that cannot be read (the save then goes ahead and its own errors count)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate).free // 1_000_000
+            except OSError:
+                return None
+    return None
