@@ -3,6 +3,7 @@
 #   make test   install everything (host tools included), lint, then run the whole suite
 #   make lint   ruff (lint and format) and mypy over the whole tree
 #   make install   on the Pi: the service user, config and systemd unit too
+#   make test-arm64   as root: the Pi install and device tests in an emulated arm64 root (arm64/)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -20,13 +21,18 @@ APT_TEST   := $(APT_DEVICE) jackd2 mma openssh-server openssh-client systemd
 # see models/README.md).
 STYLE_GENRES := rock pop jazz bossa blues funk country
 
-.PHONY: demo test lint library install deps-device deps-test clean
+.PHONY: demo test lint library install deps-device deps-test clean test-arm64
 
 demo: $(VENV)/.device-installed
 	$(BIN)/deepkeys demo --out $(DEMO_OUT)
 
 test: lint
 	$(BIN)/python -m pytest tests hil
+
+# The firmware on the Pi's architecture, under qemu-user (root; slow: see arm64/README.md).
+# The x86 venv generates the notes the arm64 ones are compared with.
+test-arm64: $(VENV)/.device-installed
+	arm64/test-arm64.sh
 
 # mypy reads the packages through a link tree: device/, host/ and hil/ are deepkeys.device,
 # deepkeys.host and deepkeys.hil only once installed (pyproject's package-dir).
