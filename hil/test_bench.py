@@ -70,6 +70,7 @@ def test_match_delay_times_a_note_to_the_sample_under_another_notes_sound() -> N
     assert match_delay(audio, 0, note(84, 1200), 3840) is None  # a key never struck
 
 
+@pytest.mark.hil_rig  # the rig is checked for before the arguments
 def test_bench_e2e_rejects_bad_input() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "deepkeys.device.cli", "bench", "e2e", "--notes", "0"],

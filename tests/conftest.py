@@ -205,3 +205,25 @@ Host *
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# --- parts of the install that the Pi lacks (markers in pyproject.toml) -------------------
+def _missing(modules: Sequence[str], programs: Sequence[str] = ()) -> list[str]:
+    import importlib.util
+
+    return [m for m in modules if importlib.util.find_spec(m) is None] + [
+        p for p in programs if shutil.which(p) is None
+    ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.host`` tests without the host extra and ``@pytest.mark.hil_rig``
+    tests without the HIL rig, naming what is missing; ``make test`` installs both."""
+    needs = {
+        "host": (_missing(["tensorflow", "music21"]), "pip install 'deepkeys[host]'"),
+        "hil_rig": (_missing(["jack"], ["jackd"]), "pip install 'deepkeys[hil]', apt jackd2"),
+    }
+    for item in items:
+        for marker, (missing, fix) in needs.items():
+            if missing and item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=f"{', '.join(missing)} missing ({fix})"))

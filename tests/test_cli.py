@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO, SHIPPED_GENRES, run_cli
 
 
+@pytest.mark.host  # it hides TensorFlow only: music21 must be there
 def test_host_command_without_host_extra_says_what_to_install():
     # Hide TensorFlow as a device install would lack it.
     code = (
