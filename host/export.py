@@ -225,6 +225,13 @@ def convert_int8(
                 "noise": noise_vector(cfg.noise_dim, len(cfg.grooves), groove, rng)[None],
             }
 
+    return full_integer(model, representative)
+
+
+def full_integer(model, representative) -> bytes:
+    """The int8 LiteRT flatbuffer of a Keras model, inputs and outputs int8 too, calibrated
+    on what ``representative()`` yields (dicts keyed by input name). The genre models and
+    the harmony model are converted by this one function."""
     # The Keras model's own signature keeps the input and output names.
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

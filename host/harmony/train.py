@@ -24,7 +24,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from deepkeys.device.atomic import atomic_write_bytes
 from deepkeys.device.chords import N_QUALITIES, N_TOKENS, NO_CHORD, QUALITY_NAMES
@@ -221,13 +220,9 @@ def convert_int8(model: keras.Model, calibration: np.ndarray) -> bytes:
         for f in calibration:
             yield {"cells": f[None].astype(np.float32)}
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    from deepkeys.host.export import full_integer
+
+    return full_integer(model, representative)
 
 
 def int8_probabilities(harmonizer: Harmonizer, phrases: Phrases) -> np.ndarray:
