@@ -58,6 +58,16 @@ rm -rf "$ARM64_RUN" "$results"
 mkdir -p "$results/arm64" "$ARM64_CACHE/pip"
 cp -a "$ARM64_ROOT" "$ARM64_RUN"
 cp -L /etc/resolv.conf "$ARM64_RUN/etc/resolv.conf"
+# This host's own trust anchors (a TLS-inspecting proxy's CA, say) go in too, or pip cannot
+# reach PyPI from inside; a real Pi needs none of this.
+tls_env=()
+if compgen -G "/usr/local/share/ca-certificates/*.crt" > /dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$ARM64_RUN/usr/local/share/ca-certificates/"
+    cp -L /etc/ssl/certs/ca-certificates.crt "$ARM64_RUN/etc/ssl/certs/ca-certificates.crt"
+    bundle=/etc/ssl/certs/ca-certificates.crt
+    tls_env=("PIP_CERT=$bundle" "SSL_CERT_FILE=$bundle" "REQUESTS_CA_BUNDLE=$bundle")
+    log "host CAs copied in: $(cd /usr/local/share/ca-certificates && echo ./*.crt)"
+fi
 mkdir -p "$ARM64_RUN/opt/deepkeys"
 (cd "$repo" && git ls-files -z -co --exclude-standard \
     | tar --null -T - --ignore-failed-read -cf - ) | tar -xf - -C "$ARM64_RUN/opt/deepkeys"
@@ -74,6 +84,7 @@ log "fresh root at $ARM64_RUN ($copy_s s); inside: uname -m = $(chroot "$ARM64_R
 start=$SECONDS
 rc=0
 chroot "$ARM64_RUN" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb HOST_CPU="$host_cpu" \
+    PIP_DEFAULT_TIMEOUT=180 "${tls_env[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     bash /opt/deepkeys/arm64/run-tests.sh || rc=$?
 inside_s=$((SECONDS - start))
