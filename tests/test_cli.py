@@ -74,3 +74,34 @@ def test_bench_commands_print_their_figures(args, row, chorale_card):
     line = next(x for x in result.stdout.splitlines() if x.startswith(row))
     figures = [c.strip() for c in line.strip("|").split("|")[1:]]
     assert all(float(f) > 0 for f in figures), line
+
+
+def test_generate_plays_the_chords_it_is_given(tmp_path):
+    """--chords: the bass plays the given roots (F# and Db, far from the tune's own C major)."""
+    import collections
+
+    import mido
+
+    result = run_cli(
+        "generate", str(REPO / "device" / "melodies" / "ode_to_joy.mid"), "--genre", "rock",
+        "--out", str(tmp_path), "--no-wav", "--chords", "F#m | Db",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    mid = mido.MidiFile(tmp_path / "ode_to_joy-rock.mid")
+    bass = next(t for t in mid.tracks if t.name == "bass")
+    pitch_classes = collections.Counter(
+        m.note % 12 for m in bass if m.type == "note_on" and m.velocity
+    )
+    assert pitch_classes and sum(pitch_classes[pc] for pc in (6, 1)) > 0.6 * sum(
+        pitch_classes.values()
+    )
+
+
+def test_a_bad_chord_name_is_one_line_and_status_2(tmp_path):
+    result = run_cli(
+        "generate", str(REPO / "device" / "melodies" / "ode_to_joy.mid"), "--genre", "rock",
+        "--out", str(tmp_path), "--chords", "C | H7",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "H7" in result.stderr
+    assert not list(tmp_path.iterdir())
