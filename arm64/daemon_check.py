@@ -37,6 +37,8 @@ def main() -> int:
         "NOTIFY_SOCKET": notify_path,
         "PYTHONUNBUFFERED": "1",
         "DEEPKEYS_PUBLISH_SPOOL": "/var/lib/deepkeys/publish",
+        # the emulated CPU (test-arm64.sh sets it), for the daemon as for everything else
+        **{k: v for k, v in os.environ.items() if k == "QEMU_CPU"},
     }
     start = time.monotonic()
     with open(args.out / "daemon.log", "w") as log:

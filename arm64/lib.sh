@@ -12,6 +12,12 @@ ARM64_MIRROR=${DEEPKEYS_ARM64_MIRROR:-http://deb.debian.org/debian}
 # Pi install path assumes (python3, git, make, sudo), plus ca-certificates for PyPI.
 ARM64_INCLUDE=python3,git,make,sudo,ca-certificates,procps
 
+# The CPU qemu emulates: a Raspberry Pi 5's Cortex-A76 (its HWCAPs, so XNNPACK picks the
+# kernels it would pick there; "cortex-a72" is a Pi 4). qemu-user 7.2 passes the x86 host's
+# /proc/cpuinfo through, where LiteRT's cpuinfo library finds no ARM core and crashes
+# (SIGSEGV in Interpreter()), so fake_cpuinfo mounts a Pi 5's over it.
+ARM64_CPU=${DEEPKEYS_ARM64_CPU:-cortex-a76}
+
 BINFMT_DIR=/proc/sys/fs/binfmt_misc
 BINFMT_NAME=qemu-aarch64
 # Debian's qemu-user-static registration line (/usr/lib/binfmt.d/qemu-aarch64.conf); F:
@@ -86,6 +92,20 @@ chroot_mounts() {
         && _mounted_by_us+=("$root/dev/pts")
     mkdir -p "$root/dev/shm"
     mount -t tmpfs tmpfs "$root/dev/shm" && _mounted_by_us+=("$root/dev/shm")
+}
+
+# fake_cpuinfo ROOT: a Raspberry Pi 5's /proc/cpuinfo (Cortex-A76 cores, as many as this
+# host has, so it agrees with /sys) bind-mounted over the chroot's.
+fake_cpuinfo() {
+    local root=$1 file=$ARM64_CACHE/cpuinfo i
+    for ((i = 0; i < $(nproc); i++)); do
+        printf 'processor\t: %d\nBogoMIPS\t: 108.00\n' "$i"
+        printf 'Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n'
+        printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n'
+    done > "$file"
+    printf 'Revision\t: d04170\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0 (emulated)\n' >> "$file"
+    mount --bind "$file" "$root/proc/cpuinfo"
+    _mounted_by_us+=("$root/proc/cpuinfo")
 }
 
 unmount_all() {

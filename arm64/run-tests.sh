@@ -30,6 +30,7 @@ arch=$(uname -m)
 say "uname -m: $arch; dpkg --print-architecture: $(dpkg --print-architecture); $(. /etc/os-release && echo "$PRETTY_NAME")"
 [ "$arch" = aarch64 ] || { say "error: not aarch64"; exit 1; }
 echo "$arch" > "$OUT/uname-m"
+say "emulated CPU: QEMU_CPU=${QEMU_CPU:-max}; /proc/cpuinfo says: $(grep -m1 '^Model' /proc/cpuinfo | cut -d: -f2-)"
 
 # No init runs here: systemctl is a stand-in that records and starts nothing; apt's
 # maintainer scripts must not start services either (the usual chroot policy).
@@ -71,13 +72,14 @@ phase tests tests || tests_rc=$?
 # x86 run that test-arm64.sh compares with.
 generate_all() {
     local genre melody extra
-    .venv/bin/deepkeys genres | cut -f1 > "$OUT/genres.txt"
+    .venv/bin/deepkeys genres | cut -f1 > "$OUT/genres.txt" || return 1
     while read -r genre; do
         for melody in "${MELODIES[@]}"; do
             extra=(--no-wav)
             [ "$melody" = "${MELODIES[0]}" ] && extra=()  # one full run a genre: MIDI, WAV, PNG
             .venv/bin/deepkeys generate "device/melodies/$melody.mid" --genre "$genre" \
-                --seed "$SEED" --out "$OUT/generate/$genre" "${extra[@]}" < /dev/null > /dev/null
+                --seed "$SEED" --out "$OUT/generate/$genre" "${extra[@]}" < /dev/null > /dev/null \
+                || { say "error: generate $melody in $genre failed"; return 1; }
         done
         say "generated $genre: $(find "$OUT/generate/$genre" -type f -printf '%f ')"
     done < "$OUT/genres.txt"
@@ -88,11 +90,11 @@ phase generate generate_all
 # RuntimeDirectory made for it, NOTIFY_SOCKET set) with the hardware-free config (sim MIDI,
 # the null ALSA device, mock pins); READY=1 awaited on our own notify socket.
 daemon() {
-    install -d -o deepkeys -g deepkeys -m 0755 /var/lib/deepkeys
-    install -d -o deepkeys -g deepkeys -m 0750 /run/deepkeys
+    install -d -o deepkeys -g deepkeys -m 0755 /var/lib/deepkeys || return 1
+    install -d -o deepkeys -g deepkeys -m 0750 /run/deepkeys || return 1
     local config=/etc/deepkeys/hardware-free.toml
     .venv/bin/python -c "from deepkeys.device.config import hardware_free_config as h; \
-print(h('/var/lib/deepkeys', '/run/deepkeys/control.sock'), end='')" > "$config"
+print(h('/var/lib/deepkeys', '/run/deepkeys/control.sock'), end='')" > "$config" || return 1
     .venv/bin/python "$REPO/arm64/daemon_check.py" --config "$config" --out "$OUT"
 }
 phase daemon daemon

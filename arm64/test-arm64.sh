@@ -74,17 +74,18 @@ mkdir -p "$ARM64_RUN/opt/deepkeys"
 # pip keeps its downloads, never a wheel it built: pyalsaaudio is compiled on every run.
 rm -rf "$ARM64_CACHE/pip/wheels"
 chroot_mounts "$ARM64_RUN"
+fake_cpuinfo "$ARM64_RUN"
 bind_mount "$ARM64_CACHE/debs" "$ARM64_RUN/var/cache/apt/archives"
 bind_mount "$ARM64_CACHE/pip" "$ARM64_RUN/root/.cache/pip"
 bind_mount "$results/arm64" "$ARM64_RUN/out"
 copy_s=$((SECONDS - start))
-log "fresh root at $ARM64_RUN ($copy_s s); inside: uname -m = $(chroot "$ARM64_RUN" uname -m)"
+log "fresh root at $ARM64_RUN ($copy_s s); inside: uname -m = $(chroot "$ARM64_RUN" uname -m), qemu CPU $ARM64_CPU"
 
 # 4. Inside, as on a fresh Pi.
 start=$SECONDS
 rc=0
 chroot "$ARM64_RUN" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb HOST_CPU="$host_cpu" \
-    PIP_DEFAULT_TIMEOUT=180 "${tls_env[@]}" \
+    PIP_DEFAULT_TIMEOUT=180 QEMU_CPU="$ARM64_CPU" "${tls_env[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     bash /opt/deepkeys/arm64/run-tests.sh || rc=$?
 inside_s=$((SECONDS - start))
