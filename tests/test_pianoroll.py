@@ -156,3 +156,10 @@ def test_the_chords_are_named_above_the_bars_and_the_tracks_below(tmp_path: Path
     # the melody's first note is where the layout says, below the strip
     y = layout.pitched_y(72)
     assert y >= layout.top and tuple(image[y, layout.x(1)]) == track_colour(0)
+
+
+def test_minor_chord_names_do_not_read_as_major() -> None:
+    """A chord name's small letters have their own glyphs: "Bm" is not drawn as "BM"."""
+    for small, capital in [("Bm", "BM"), ("Cmaj7", "CMAJ7"), ("Bdim", "BDIM"), ("Dsus4", "DSUS4")]:
+        assert text_mask(small).shape == text_mask(capital).shape
+        assert not (text_mask(small) == text_mask(capital)).all(), small

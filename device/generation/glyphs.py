@@ -1,6 +1,7 @@
 """A 3x5 pixel font, enough to print chord names and track names into the piano roll.
 
-Lower-case letters are drawn as capitals; anything without a glyph is a blank.
+The small letters of chord names (m, maj, dim, sus) have small glyphs, so "Bm" cannot
+read as "BM"; other small letters are drawn as capitals; anything else is a blank.
 
 >>> text_width("Am7", scale=2)
 22
@@ -36,8 +37,15 @@ _FONT = {
     "-": ("...", "...", "###", "...", "..."), ".": ("...", "...", "...", "...", ".#."),
     " ": ("...", "...", "...", "...", "..."),
 }  # fmt: skip
-# Flats are written "b" in chord names; a small b keeps "Bb" readable.
+# Flats are written "b" in chord names; a small b keeps "Bb" readable. The other small
+# letters chord names use sit on the bottom three rows (x-height), capitals use all five.
 _FONT["b"] = ("#..", "#..", "##.", "#.#", "##.")
+_FONT.update({
+    "m": ("...", "...", "##.", "###", "#.#"), "a": ("...", "...", ".##", "#.#", ".##"),
+    "j": ("..#", "...", "..#", "..#", "##."), "d": ("..#", "..#", ".##", "#.#", ".##"),
+    "i": (".#.", "...", ".#.", ".#.", ".#."), "s": ("...", "...", ".##", ".#.", "##."),
+    "u": ("...", "...", "#.#", "#.#", ".##"),
+})  # fmt: skip
 GLYPH_WIDTH, GLYPH_HEIGHT = 3, 5
 
 
