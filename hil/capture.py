@@ -26,12 +26,15 @@ xrun (the latency bench once saw 0 ms). Counted frames cannot drift;
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from deepkeys.device.adapters.audio import SWITCH_INTERVAL_S
 
 NOTE_ON = 0x90
 
@@ -108,6 +111,12 @@ class JackRecorder:
     ) -> None:
         import jack
 
+        # The process callback is Python: each JACK cycle (128 frames, 2.7 ms) it needs the
+        # GIL, which CPython makes it wait for up to the switch interval (5 ms by default)
+        # while the test's thread runs Python. A late callback is an xrun: the recording
+        # loses time, and a key in that cycle is never tapped. The daemon's audio thread
+        # shortens the interval for the same reason.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.client = jack.Client(name, no_start_server=True, servername=servername)
         self.name = self.client.name
         self.rate = self.client.samplerate
