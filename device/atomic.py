@@ -1,9 +1,11 @@
-"""Atomic file writes: a power cut leaves the old file or the new one, never half of one."""
+"""Atomic file writes: a power cut leaves the old file or the new one, never half of one;
+and the free space a write needs, looked at before it begins."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,3 +70,19 @@ def fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def free_megabytes(folder: Path) -> int | None:
+    """Free megabytes on the filesystem of ``folder`` (or its nearest existing parent);
+    None when that cannot be read (the write then goes ahead and its own errors count).
+
+    >>> free_megabytes(Path("/nonexistent/folder")) is not None    # the root's
+    True
+    """
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate).free // 1_000_000
+            except OSError:
+                return None
+    return None

@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+import time
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,12 @@ CONFIG_ENV = "DEEPKEYS_CONFIG"
 TEMPO_MIN, TEMPO_MAX = 40, 240  # BPM; the panel's TEMPO buttons clamp to this range too
 MAX_GENRE_LEDS = 8
 PLACEHOLDERS = ("{mid}", "{json}")
+CLOCK_SEED = -1  # player.first_seed and generate's --seed: take the seed from the clock
+
+
+def seed_from_clock() -> int:
+    """What :data:`CLOCK_SEED` stands for: a seed in 0..999999, another each second."""
+    return int(time.time()) % 1_000_000
 
 
 # --------------------------------------------------------------------------- value checks
@@ -256,8 +263,8 @@ class PlayerConfig:
         "keyboard) and the keys above it the melody; 0 = off, 60 = middle C",
     )
     first_seed: int = _key(
-        -1,
-        _Int("an integer 0..999999, or -1", -1, 999_999),
+        CLOCK_SEED,
+        _Int("an integer 0..999999, or -1", CLOCK_SEED, 999_999),
         "the first generation's seed, the next ones count up; "
         "-1 = from the clock (new variations after each start)",
     )

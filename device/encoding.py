@@ -14,6 +14,7 @@ plain value object; a monophonic *voice* is two arrays, the pitch at each step
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,9 @@ BEATS_PER_BAR = 4
 STEPS_PER_BAR = STEPS_PER_BEAT * BEATS_PER_BAR
 REST = -1
 DEFAULT_VELOCITY = 96
+
+#: A tempo change inside a piece: from this grid step on, this many BPM.
+TempoChange = tuple[int, float]
 
 
 class RollShape:
@@ -117,6 +121,13 @@ class Composition:
     ``swing`` is the share of each beat taken by its first 8th note: 0.5 is
     straight, about 0.67 is a triplet swing. Notes stay on the straight grid; the
     swing is applied only when steps become time (``step_to_beats``).
+
+    ``tempo_bpm`` is the opening tempo; ``tempo_changes`` the input's later ones,
+    which the file and the WAV keep (a live loop plays at the panel's one tempo).
+
+    >>> comp = Composition([], 32, 90.0, tempo_changes=[(16, 180.0)])
+    >>> comp.seconds_at(4.0), comp.seconds_at(6.0), comp.seconds
+    (2.6666666666666665, 3.333333333333333, 4.0)
     """
 
     tracks: list[Track]
@@ -125,10 +136,25 @@ class Composition:
     swing: float = 0.5
     groove: str | None = None  # which of a style genre's grooves accompanies it
     chords: list[Chord] = field(default_factory=list)  # one per half bar, as every part plays
+    tempo_changes: list[TempoChange] = field(default_factory=list)  # by step, after step 0
 
     @property
     def seconds(self) -> float:
-        return self.n_steps / STEPS_PER_BEAT * 60.0 / self.tempo_bpm
+        return self.seconds_at(step_to_beats(self.n_steps, self.swing))
+
+    def tempo_map(self) -> list[tuple[float, float]]:
+        """``(beat, bpm)`` from beat 0 on, each change where its step falls once swung."""
+        changes = [(step_to_beats(step, self.swing), bpm) for step, bpm in self.tempo_changes]
+        return [(0.0, self.tempo_bpm), *sorted(changes)]
+
+    def seconds_at(self, beat: float) -> float:
+        """When ``beat`` sounds, in seconds from the start, through every tempo change."""
+        seconds, tempo_map = 0.0, self.tempo_map()
+        for (start, bpm), (end, _) in zip(tempo_map, [*tempo_map[1:], (math.inf, 0.0)]):
+            seconds += (min(beat, end) - start) * 60.0 / bpm
+            if beat <= end:
+                break
+        return seconds
 
 
 @dataclass
@@ -136,13 +162,15 @@ class Melody:
     """A monophonic melody on the 16th grid, as read from a file.
 
     ``n_steps`` is a whole number of bars that holds every note; ``source`` is the
-    name of the file it came from.
+    name of the file it came from; ``tempo_changes`` are the file's tempo changes
+    after its opening ``tempo_bpm``.
     """
 
     notes: list[Note]
     n_steps: int
     tempo_bpm: float
     source: str
+    tempo_changes: list[TempoChange] = field(default_factory=list)
 
 
 def step_to_beats(step: float, swing: float = 0.5) -> float:

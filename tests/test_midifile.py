@@ -371,7 +371,7 @@ def test_quantizes_merges_channels_and_drops_leading_bars(tmp_path: Path) -> Non
     assert melody.tempo_bpm == pytest.approx(87.5)
 
 
-def test_type0_file_and_first_tempo_wins(tmp_path: Path) -> None:
+def test_type0_file_keeps_its_tempo_changes(tmp_path: Path) -> None:
     mid = mido.MidiFile(type=0, ticks_per_beat=480)
     mid.tracks.append(
         mido.MidiTrack(
@@ -388,6 +388,30 @@ def test_type0_file_and_first_tempo_wins(tmp_path: Path) -> None:
     melody = read_melody(path)
     assert melody.notes == [Note(60, 0, 4, 100)]
     assert melody.tempo_bpm == pytest.approx(140.0)
+    assert melody.tempo_changes == [(2, 70.0)]  # an 8th note in: step 2
+
+
+def test_tempo_map_on_the_kept_bars(tmp_path: Path) -> None:
+    # A bar of silence at 60 BPM is dropped, so its tempo opens the melody; 100 BPM comes
+    # in bar 2 of the kept bars, a repeat of it is left out, and so is a change past the end.
+    bar = 4 * 480
+    tempi = [
+        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=delta)
+        for bpm, delta in ((50, 0), (60, bar // 2), (100, 3 * bar // 2), (100, bar), (30, 9 * bar))
+    ]
+    tune = [on(60, bar), off(60, 3 * bar)]
+    melody = read_melody(save(tmp_path, "map.mid", [tempi, tune]))
+    assert (melody.tempo_bpm, melody.tempo_changes, melody.n_steps) == (60.0, [(16, 100.0)], 48)
+
+
+def test_tempo_changes_round_trip_and_time_the_file(tmp_path: Path) -> None:
+    comp = sample_composition()
+    comp.tempo_changes = [(16, 150.0), (24, 75.0)]
+    path = tmp_path / "map.mid"
+    write_composition(comp, path)
+    again = read_melody(path)
+    assert (again.tempo_bpm, again.tempo_changes) == (96.0, [(16, 150.0), (24, 75.0)])
+    assert mido.MidiFile(path).length == pytest.approx(comp.seconds)
 
 
 def valid_file_bytes(tmp_path: Path) -> bytes:

@@ -30,7 +30,6 @@ import concurrent.futures
 import json
 import logging
 import queue
-import shutil
 import signal
 import threading
 import time
@@ -44,9 +43,9 @@ from deepkeys.device.adapters import notify
 from deepkeys.device.adapters.control import ControlServer, event_dict
 from deepkeys.device.appliance import publish
 from deepkeys.device.appliance.keypath import KeyPath
-from deepkeys.device.atomic import atomic_write_bytes
+from deepkeys.device.atomic import atomic_write_bytes, free_megabytes
 from deepkeys.device.chords import progression_text
-from deepkeys.device.config import Config
+from deepkeys.device.config import CLOCK_SEED, Config, seed_from_clock
 from deepkeys.device.encoding import STEPS_PER_BAR, STEPS_PER_BEAT, Composition, Track
 from deepkeys.device.errors import UserError, one_line
 from deepkeys.device.events import (
@@ -259,8 +258,8 @@ class Daemon:
         # Seeds continue from the clock, so "generate" after a restart is a new variation;
         # the first seed is logged, and player.first_seed replays a session.
         first_seed = self.cfg.player.first_seed
-        if first_seed < 0:
-            first_seed = int(time.time()) % 1_000_000
+        if first_seed == CLOCK_SEED:
+            first_seed = seed_from_clock()
         box = self.box = Appliance.from_config(
             self.cfg, list(self.generators), first_seed=first_seed
         )
@@ -521,7 +520,7 @@ class Daemon:
     ) -> tuple[Path, Path] | None:
         """MIDI first, then its sidecar, both atomic. A full disk is logged and counted."""
         mid, side = folder / f"{stem}.mid", folder / f"{stem}.json"
-        free_mb = _free_mb(self.cfg.paths.state_dir)
+        free_mb = free_megabytes(self.cfg.paths.state_dir)
         if free_mb is not None and free_mb < self.cfg.paths.min_free_mb:
             self.counts["save_skipped_low_space"] += 1
             log.error(
@@ -673,15 +672,3 @@ def run_daemon(cfg: Config) -> int:
     daemon.start()
     daemon.run()
     return 0
-
-
-def _free_mb(folder: Path) -> int | None:
-    """Free megabytes on the filesystem of ``folder`` (or its nearest existing parent);
-    None when that cannot be read (the save then goes ahead and its own errors count)."""
-    for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            try:
-                return shutil.disk_usage(candidate).free // 1_000_000
-            except OSError:
-                return None
-    return None

@@ -33,12 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; its exit status, 2 for a user error, 130 for Ctrl-C."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="level=%(levelname)s logger=%(name)s %(message)s",
-    )
     try:
+        args = build_parser().parse_args(argv)  # an argument type's UserError is one line too
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="level=%(levelname)s logger=%(name)s %(message)s",
+        )
         return args.handler(args) or 0
     except UserError as exc:
         print(f"deepkeys: {exc}", file=sys.stderr)

@@ -10,12 +10,17 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deepkeys.device.cli.options import Subcommands, add_command, add_models
+from deepkeys.device.cli.options import Subcommands, add_command, add_models, seed, temperature
+from deepkeys.device.config import CLOCK_SEED, TEMPO_MAX, TEMPO_MIN, seed_from_clock
 from deepkeys.device.errors import UserError
 from deepkeys.device.resources import BUNDLED_MELODIES
 
 if TYPE_CHECKING:
     from deepkeys.device.chords import Chord
+    from deepkeys.device.encoding import Composition
+
+#: ``generate --max-bars``: 64 bars take seconds; the README's "limits" say why there is one.
+DEFAULT_MAX_BARS = 64
 
 
 def add_parsers(sub: Subcommands) -> None:
@@ -25,10 +30,28 @@ def add_parsers(sub: Subcommands) -> None:
     p.add_argument("input", type=Path, help="a MIDI file; its top line is the melody")
     p.add_argument("--genre", required=True)
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same output (default 0)")
-    p.add_argument("--tempo", type=float, help="BPM (default: the input's tempo)")
-    p.add_argument("--temperature", type=float, help="0 = likeliest notes (default: the card's)")
+    p.add_argument(
+        "--seed",
+        type=seed,
+        default=0,
+        help="same seed, same output (default 0); -1 takes one from the clock and prints it",
+    )
+    p.add_argument(
+        "--tempo",
+        type=float,
+        help=f"BPM, {TEMPO_MIN}..{TEMPO_MAX} (default: the input's tempo map)",
+    )
+    p.add_argument(
+        "--temperature", type=temperature, help="0 = likeliest notes (default: the card's)"
+    )
     p.add_argument("--no-wav", action="store_true", help="skip the audio rendering")
+    p.add_argument(
+        "--max-bars",
+        type=int,
+        default=DEFAULT_MAX_BARS,
+        help=f"refuse a longer input (default {DEFAULT_MAX_BARS}: a 500-bar file would take "
+        "a minute and a WAV of 200 MB)",
+    )
     p.add_argument(
         "--chords",
         metavar="PROGRESSION",
@@ -41,7 +64,7 @@ def add_parsers(sub: Subcommands) -> None:
         sub, "demo", cmd_demo, help="accompany the bundled melodies in every installed genre"
     )
     p.add_argument("--out", type=Path, default=Path("demo-out"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="-1 takes one from the clock")
     add_models(p)
 
     p = add_command(sub, "genres", cmd_genres, help="list the installed genre models")
@@ -55,23 +78,53 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from deepkeys.device.generation.library import card_path
     from deepkeys.device.generation.midifile import read_melody
 
+    if args.tempo is not None and not TEMPO_MIN <= args.tempo <= TEMPO_MAX:
+        raise UserError(f"--tempo {args.tempo:g} is outside {TEMPO_MIN}..{TEMPO_MAX} BPM")
     melody = read_melody(args.input)  # bad input fails here, before anything is written
+    _check_length(args.input, melody.n_steps, args.max_bars)
     chords = _given_chords(args.chords, melody.n_steps) if args.chords is not None else None
     generator = Generator.from_card(card_path(args.genre, args.models))
-    if args.tempo is not None and not 20 <= args.tempo <= 300:
-        raise UserError(f"--tempo {args.tempo:g} is outside 20..300 BPM")
+    chosen_seed = seed_from_clock() if args.seed == CLOCK_SEED else args.seed
     comp = compose(
         melody,
         generator,
-        seed=args.seed,
+        seed=chosen_seed,
         tempo_bpm=args.tempo,
         temperature=args.temperature,
         chords=chords,
     )
+    _check_tempi(args.input, comp, given=args.tempo is not None)
     paths = write_files(comp, args.out, f"{args.input.stem}-{args.genre}", wav=not args.no_wav)
+    if args.seed == CLOCK_SEED:
+        print(f"seed={chosen_seed}")  # what --seed replays this one
     for kind, path in paths.items():
         print(f"{kind}={path}")
     return 0
+
+
+def _check_length(source: Path, n_steps: int, max_bars: int) -> None:
+    """One line for an input longer than ``--max-bars``, before any work is done."""
+    from deepkeys.device.encoding import STEPS_PER_BAR
+
+    bars = n_steps // STEPS_PER_BAR
+    if max_bars < 1:
+        raise UserError(f"--max-bars {max_bars}: give at least 1")
+    if bars > max_bars:
+        raise UserError(
+            f"{source}: {bars} bars is longer than --max-bars {max_bars} "
+            f"(pass --max-bars {bars} to accompany all of it)"
+        )
+
+
+def _check_tempi(source: Path, comp: Composition, given: bool) -> None:
+    """The deepkeys tempo range (the panel's) holds for every tempo of the piece."""
+    outside = [bpm for _, bpm in comp.tempo_map() if not TEMPO_MIN <= bpm <= TEMPO_MAX]
+    if outside:
+        whose = "with --tempo" if given else "in the file"
+        raise UserError(
+            f"{source}: a tempo of {outside[0]:g} BPM {whose} is outside "
+            f"{TEMPO_MIN}..{TEMPO_MAX} BPM (set one with --tempo)"
+        )
 
 
 def _given_chords(text: str, n_steps: int) -> list[Chord]:
@@ -99,16 +152,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not genres:
         raise UserError("no genre models installed (looked in models/ and the state directory)")
     melodies = sorted(BUNDLED_MELODIES.glob("*.mid"))
+    chosen_seed = seed_from_clock() if args.seed == CLOCK_SEED else args.seed
     for genre, card in genres.items():
         generator = Generator.from_card(card)
         for source in melodies:
-            comp = compose(read_melody(source), generator, seed=args.seed)
+            comp = compose(read_melody(source), generator, seed=chosen_seed)
             paths = write_files(comp, args.out, f"{source.stem}-{genre}")
             print(
                 f"genre={genre} melody={source.stem} "
                 + " ".join(f"{k}={p}" for k, p in paths.items())
             )
-    print(f"deepkeys demo: {len(genres) * len(melodies)} compositions in {args.out.resolve()}")
+    print(
+        f"deepkeys demo: {len(genres) * len(melodies)} compositions in {args.out.resolve()} "
+        f"(seed {chosen_seed})"
+    )
     return 0
 
 

@@ -44,7 +44,8 @@ def arrange(
     chords: list[Chord] | None = None,
 ) -> Composition:
     """Melody plus generated parts -> a composition, melody first; ``groove`` and the
-    ``chords`` the parts play are recorded."""
+    ``chords`` the parts play are recorded. ``tempo_bpm`` replaces the melody's opening
+    tempo, and its later tempo changes in proportion."""
     playback = card.playback
     tracks = [Track("melody", playback.melody_program, list(melody.notes), channel=MELODY_CHANNEL)]
     for spec in card.tracks:
@@ -61,13 +62,16 @@ def arrange(
                 channel=DRUM_CHANNEL if spec.is_drum else spec.channel,
             )
         )
+    # A tempo given for the piece moves its whole tempo map, so a file that speeds up still does.
+    scale = (tempo_bpm or melody.tempo_bpm) / melody.tempo_bpm
     return Composition(
         tracks,
         melody.n_steps,
-        tempo_bpm or melody.tempo_bpm,
+        melody.tempo_bpm * scale,
         swing=playback.swing,
         groove=groove,
         chords=list(chords or []),
+        tempo_changes=[(step, bpm * scale) for step, bpm in melody.tempo_changes],
     )
 
 

@@ -18,13 +18,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from deepkeys.device.atomic import fsync_dir
+from deepkeys.device.atomic import free_megabytes, fsync_dir
 from deepkeys.device.encoding import Composition
 from deepkeys.device.errors import UserError, one_line
 from deepkeys.device.generation.midifile import write_composition
 
 # Not ".part": atomic.remove_partials unlinks those as files, and this is a folder.
 STAGING_SUFFIX = ".staging"
+MARGIN_MB = 1  # the MIDI, the PNG, and room left over
 
 
 def write_files(
@@ -36,6 +37,8 @@ def write_files(
     written; nothing of this call is left behind then.
     """
     make_folder(out_dir)
+    if wav:
+        _check_room(comp, out_dir, stem)
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=STAGING_SUFFIX, dir=out_dir))
     except OSError as exc:
@@ -57,6 +60,20 @@ def make_folder(out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out_dir}: cannot create the folder ({_reason(exc)})") from None
+
+
+def _check_room(comp: Composition, out_dir: Path, stem: str) -> None:
+    """One line, before any rendering, when the WAV cannot fit: a long input must never
+    fill the disk (an SD card, on the appliance) with a render that then fails."""
+    from deepkeys.device.generation.render import wav_bytes
+
+    need_mb = -(-wav_bytes(comp) // 1_000_000) + MARGIN_MB
+    free_mb = free_megabytes(out_dir)
+    if free_mb is not None and free_mb < need_mb:
+        raise UserError(
+            f"{out_dir}: {free_mb} MB free, {stem}.wav needs about {need_mb} MB; "
+            "nothing was written (--no-wav writes the MIDI and the PNG alone)"
+        )
 
 
 def _write_staged(

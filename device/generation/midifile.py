@@ -25,6 +25,7 @@ from deepkeys.device.encoding import (
     Composition,
     Melody,
     Note,
+    TempoChange,
     step_to_beats,
     top_line,
 )
@@ -52,19 +53,18 @@ def read_melody(path: str | os.PathLike[str]) -> Melody:
         # The header's sign bit marks SMPTE (frames per second) timing, which has no beats.
         raise UserError(f"{path}: SMPTE-timed MIDI files are not supported (no beat grid)")
 
-    tempo_bpm: float | None = None
-    tempo_tick = math.inf
+    tempos: list[tuple[int, int, float]] = []  # (tick, track, bpm): every tempo, any track
     raw: list[tuple[int, int, int, int]] = []  # (pitch, start tick, end tick, velocity)
-    for track in mid.tracks:
+    silent_ons = 0
+    for track_index, track in enumerate(mid.tracks):
         tick = 0
         sounding: dict[
             tuple[int, int], tuple[int, int]
         ] = {}  # (channel, pitch) -> (start, velocity)
         for msg in track:
             tick += msg.time
-            if msg.type == "set_tempo" and tick < tempo_tick:
-                # The earliest tempo in any track; later changes are ignored.
-                tempo_bpm, tempo_tick = mido.tempo2bpm(msg.tempo), tick
+            if msg.type == "set_tempo":
+                tempos.append((tick, track_index, mido.tempo2bpm(msg.tempo)))
             elif msg.type in ("note_on", "note_off") and msg.channel != DRUM_CHANNEL:
                 key = (msg.channel, msg.note)
                 if key in sounding:
@@ -73,10 +73,16 @@ def read_melody(path: str | os.PathLike[str]) -> Melody:
                     raw.append((msg.note, start, tick, velocity))
                 if msg.type == "note_on" and msg.velocity > 0:
                     sounding[key] = (tick, msg.velocity)
+                elif msg.type == "note_on":
+                    silent_ons += 1  # velocity 0: MIDI's other spelling of a note-off
                 # A note-off with no note-on before it is simply ignored.
         for (_, pitch), (start, velocity) in sounding.items():
             raw.append((pitch, start, tick, velocity))  # never released: ends with its track
 
+    if not raw and silent_ons:
+        raise UserError(
+            f"{path}: every note-on has velocity 0, which MIDI reads as a note-off: no note sounds"
+        )
     if not raw:
         raise UserError(f"{path}: no pitched notes in the file (drums on channel 10 are ignored)")
 
@@ -85,8 +91,36 @@ def read_melody(path: str | os.PathLike[str]) -> Melody:
     shift = first_bar * STEPS_PER_BAR
     notes = [Note(n.pitch, n.start - shift, n.end - shift, n.velocity) for n in notes]
     n_steps = _whole_bars(max(n.end for n in notes))
-    tempo = DEFAULT_TEMPO_BPM if tempo_bpm is None else round(tempo_bpm, 3)
-    return Melody(top_line(notes, n_steps), n_steps, tempo, path.name)
+    tempo, changes = _tempo_map(tempos, tpb, shift, n_steps)
+    return Melody(top_line(notes, n_steps), n_steps, tempo, path.name, tempo_changes=changes)
+
+
+def _tempo_map(
+    tempos: list[tuple[int, int, float]], tpb: int, shift: int, n_steps: int
+) -> tuple[float, list[TempoChange]]:
+    """The opening tempo and the later changes, on the grid of the kept bars.
+
+    The first tempo holds from the start even when it comes a little late (as many
+    files put it); a change inside the dropped leading bars becomes the opening
+    tempo; a change that repeats the tempo, or lies past the end, is left out.
+
+    >>> _tempo_map([(0, 0, 90.0), (3840, 0, 160.0), (9999, 1, 160.0)], 480, 0, 64)
+    (90.0, [(32, 160.0)])
+    """
+    if not tempos:
+        return DEFAULT_TEMPO_BPM, []
+    tempos.sort()  # by tick; at one tick the later track wins, as players read them
+    at_step: dict[int, float] = {}  # the tempo from each step on; the last at a step wins
+    for tick, _, bpm in tempos:
+        step = 0 if tick == tempos[0][0] else max(_nearest_step(tick, tpb) - shift, 0)
+        if step < n_steps:
+            at_step[step] = round(bpm, 3)
+    opening = at_step.pop(0)
+    changes: list[TempoChange] = []
+    for step, bpm in sorted(at_step.items()):
+        if bpm != (changes[-1][1] if changes else opening):
+            changes.append((step, bpm))
+    return opening, changes
 
 
 def _load(path: Path) -> mido.MidiFile:
@@ -145,8 +179,14 @@ def write_composition(
     melody first. The file lasts exactly ``comp.n_steps``.
     """
     parts = [(track.name, track_events(comp, i)) for i, track in enumerate(comp.tracks)]
+    tempo_map = comp.tempo_map()
     write_timeline(
-        parts, comp.tempo_bpm, step_to_beats(comp.n_steps, comp.swing), path, ticks_per_beat
+        parts,
+        comp.tempo_bpm,
+        step_to_beats(comp.n_steps, comp.swing),
+        path,
+        ticks_per_beat,
+        tempo_changes=tempo_map[1:],
     )
 
 
@@ -156,11 +196,14 @@ def write_timeline(
     length_beats: float,
     path: str | os.PathLike[str],
     ticks_per_beat: int = 480,
+    *,
+    tempo_changes: Sequence[tuple[float, float]] = (),
 ) -> None:
     """Write named tracks of timeline events as a type-1 MIDI file, atomically.
 
-    Track 0 is the conductor (tempo, 4/4); the file lasts ``length_beats``. Each
-    part's events must be sorted by beat, as :mod:`~deepkeys.device.timeline` gives them.
+    Track 0 is the conductor (tempo, 4/4, then each ``(beat, bpm)`` of
+    ``tempo_changes``); the file lasts ``length_beats``. Each part's events must be
+    sorted by beat, as :mod:`~deepkeys.device.timeline` gives them.
     """
     end_tick = round(length_beats * ticks_per_beat)
     conductor = mido.MidiTrack(
@@ -168,9 +211,14 @@ def write_timeline(
             mido.MetaMessage("track_name", name="deepkeys", time=0),
             mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0),
             mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
-            mido.MetaMessage("end_of_track", time=end_tick),
         ]
     )
+    last = 0
+    for beat, bpm in sorted(tempo_changes):
+        tick = min(round(beat * ticks_per_beat), end_tick)
+        conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=tick - last))
+        last = tick
+    conductor.append(mido.MetaMessage("end_of_track", time=end_tick - last))
     mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat, tracks=[conductor])
     for name, events in parts:
         track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])

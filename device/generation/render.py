@@ -26,11 +26,25 @@ from deepkeys.device.timeline import composition_events, track_channel
 RELEASE_TAIL_S = 1.5  # let the last notes ring out and the reverb decay
 
 
+WAV_RATE = 48000
+WAV_FRAME_BYTES = 4  # 16-bit stereo
+
+
+def wav_bytes(comp: Composition, rate: int = WAV_RATE) -> int:
+    """About how large :func:`render_wav` makes the file of ``comp``: what to look for
+    on the disk before rendering.
+
+    >>> wav_bytes(Composition([], 64, 120.0))        # 8 s and the release tail
+    1824000
+    """
+    return round((comp.seconds + RELEASE_TAIL_S) * rate) * WAV_FRAME_BYTES
+
+
 def render_wav(
     comp: Composition,
     path: str | os.PathLike[str],
     soundfont: str | os.PathLike[str] | None = None,
-    rate: int = 48000,
+    rate: int = WAV_RATE,
     block: int = 256,
 ) -> float:
     """Render the composition to a 16-bit stereo WAV file, atomically.
@@ -44,8 +58,9 @@ def render_wav(
     font = resolve_soundfont(soundfont)
 
     began = time.perf_counter()
-    frames_per_beat = rate * 60.0 / comp.tempo_bpm
-    events = [(round(beat * frames_per_beat), *rest) for beat, *rest in composition_events(comp)]
+    events = [
+        (round(comp.seconds_at(beat) * rate), *rest) for beat, *rest in composition_events(comp)
+    ]
     last_event = events[-1][0] / rate if events else 0.0
     total_frames = round((max(comp.seconds, last_event) + RELEASE_TAIL_S) * rate)
 
