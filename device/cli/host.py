@@ -13,7 +13,7 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from deepkeys.device.cli.options import Subcommands, add_command, add_models
+from deepkeys.device.cli.options import Subcommands, add_command, add_models, temperature
 from deepkeys.device.errors import UserError
 
 HOST_EXTRA_HINT = "pip install 'deepkeys[host]'"
@@ -76,7 +76,7 @@ def add_parsers(sub: Subcommands) -> None:
     )
     _add_data(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, help="default: the card's")
+    p.add_argument("--temperature", type=temperature, help="default: the card's")
     add_models(p)
 
     p = add_command(
