@@ -25,6 +25,7 @@ from deepkeys.device.chords import Chord
 STEPS_PER_BEAT = 4
 BEATS_PER_BAR = 4
 STEPS_PER_BAR = STEPS_PER_BEAT * BEATS_PER_BAR
+CHORD_STEPS = STEPS_PER_BAR // 2  # a composition's chords: one per half bar
 REST = -1
 DEFAULT_VELOCITY = 96
 

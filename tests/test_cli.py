@@ -82,6 +82,8 @@ def test_generate_plays_the_chords_it_is_given(tmp_path):
 
     import mido
 
+    from deepkeys.device.chords import Chord
+
     result = run_cli(
         "generate", str(REPO / "device" / "melodies" / "ode_to_joy.mid"), "--genre", "rock",
         "--out", str(tmp_path), "--no-wav", "--chords", "F#m | Db",
@@ -95,6 +97,14 @@ def test_generate_plays_the_chords_it_is_given(tmp_path):
     assert pitch_classes and sum(pitch_classes[pc] for pc in (6, 1)) > 0.6 * sum(
         pitch_classes.values()
     )
+    # The chords are marker events of the conductor track, one a bar here, as DAWs show them.
+    tick, markers = 0, []
+    for msg in mid.tracks[0]:
+        tick += msg.time
+        if msg.type == "marker":
+            markers.append((tick // (4 * mid.ticks_per_beat), msg.text))
+    names = [Chord.parse(name).name for name in ("F#m", "Db")]  # as the chords print: C#
+    assert markers == [(bar, names[bar % 2]) for bar in range(8)]  # ode to joy's 8 bars
 
 
 def test_a_bad_chord_name_is_one_line_and_status_2(tmp_path):

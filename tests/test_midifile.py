@@ -15,6 +15,7 @@ from pathlib import Path
 import mido
 import pytest
 
+from deepkeys.device.chords import Chord
 from deepkeys.device.encoding import Composition, Melody, Note, Track
 from deepkeys.device.errors import UserError
 from deepkeys.device.generation.midifile import (
@@ -482,3 +483,16 @@ if __name__ == "__main__":
         print(f"wrote {', '.join(BUNDLED)} to {MELODY_DIR}")
     else:
         sys.exit(__doc__)
+
+
+def test_chords_are_marker_events_that_reading_ignores(tmp_path: Path) -> None:
+    comp = sample_composition()
+    comp.chords = [Chord.parse(name) for name in ("C", "C", "Am", "N")]
+    path = tmp_path / "chords.mid"
+    write_composition(comp, path)
+    conductor = absolute(mido.MidiFile(path).tracks[0])
+    markers = [(tick, msg.text) for tick, msg in conductor if msg.type == "marker"]
+    assert markers == [(0, "C"), (4 * 480, "Am"), (6 * 480, "N")]  # a half bar is 2 beats
+    plain = tmp_path / "plain.mid"
+    write_composition(sample_composition(), plain)
+    assert read_melody(path).notes == read_melody(plain).notes

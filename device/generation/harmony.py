@@ -30,13 +30,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from deepkeys.device.chords import N_QUALITIES, N_TOKENS, NO_CHORD, QUALITY_NAMES, Chord
-from deepkeys.device.encoding import REST, STEPS_PER_BAR
+from deepkeys.device.encoding import CHORD_STEPS, REST
 from deepkeys.device.errors import UserError, first_line
 from deepkeys.device.generation.card import TensorSpec, sha256_of, tensor_spec
 from deepkeys.device.generation.litert import LiteModel
 
 HARMONY_FORMAT = "deepkeys-harmony/1"
-CELL_STEPS = STEPS_PER_BAR // 2  # one chord per half bar
+CELL_STEPS = CHORD_STEPS  # one chord per half bar
 PHRASE_CELLS = 16  # 8 bars
 SOURCES = ("pop909", "chorale", "folk")  # which music's harmony a genre asks for
 N_FEATURES = 12 * 3 + 5 + PHRASE_CELLS // 2 + len(SOURCES)

@@ -20,6 +20,7 @@ import mido
 
 from deepkeys.device.atomic import atomic_open
 from deepkeys.device.encoding import (
+    CHORD_STEPS,
     STEPS_PER_BAR,
     STEPS_PER_BEAT,
     Composition,
@@ -179,15 +180,32 @@ def write_composition(
     melody first. The file lasts exactly ``comp.n_steps``.
     """
     parts = [(track.name, track_events(comp, i)) for i, track in enumerate(comp.tracks)]
-    tempo_map = comp.tempo_map()
     write_timeline(
         parts,
         comp.tempo_bpm,
         step_to_beats(comp.n_steps, comp.swing),
         path,
         ticks_per_beat,
-        tempo_changes=tempo_map[1:],
+        tempo_changes=comp.tempo_map()[1:],
+        markers=chord_markers(comp),
     )
+
+
+def chord_markers(comp: Composition) -> list[tuple[float, str]]:
+    """``(beat, chord name)`` where the chord the parts play changes: the saved file's
+    marker events, which DAWs show above the bars (``N`` where no chord is played).
+
+    >>> from deepkeys.device.chords import Chord
+    >>> comp = Composition([], 32, 120.0, chords=[Chord.parse(n) for n in "C C G7 Am".split()])
+    >>> chord_markers(comp)
+    [(0.0, 'C'), (4.0, 'G7'), (6.0, 'Am')]
+    """
+    markers: list[tuple[float, str]] = []
+    for cell, chord in enumerate(comp.chords):
+        step = cell * CHORD_STEPS
+        if step < comp.n_steps and (not markers or markers[-1][1] != chord.name):
+            markers.append((step_to_beats(step, comp.swing), chord.name))
+    return markers
 
 
 def write_timeline(
@@ -198,12 +216,14 @@ def write_timeline(
     ticks_per_beat: int = 480,
     *,
     tempo_changes: Sequence[tuple[float, float]] = (),
+    markers: Sequence[tuple[float, str]] = (),
 ) -> None:
     """Write named tracks of timeline events as a type-1 MIDI file, atomically.
 
-    Track 0 is the conductor (tempo, 4/4, then each ``(beat, bpm)`` of
-    ``tempo_changes``); the file lasts ``length_beats``. Each part's events must be
-    sorted by beat, as :mod:`~deepkeys.device.timeline` gives them.
+    Track 0 is the conductor: tempo, 4/4, each ``(beat, bpm)`` of ``tempo_changes``
+    and each ``(beat, text)`` of ``markers`` (marker meta events); the file lasts
+    ``length_beats``. Each part's events must be sorted by beat, as
+    :mod:`~deepkeys.device.timeline` gives them.
     """
     end_tick = round(length_beats * ticks_per_beat)
     conductor = mido.MidiTrack(
@@ -213,10 +233,12 @@ def write_timeline(
             mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
         ]
     )
+    meta = [(beat, 0, "set_tempo", {"tempo": mido.bpm2tempo(bpm)}) for beat, bpm in tempo_changes]
+    meta += [(beat, 1, "marker", {"text": text}) for beat, text in markers]
     last = 0
-    for beat, bpm in sorted(tempo_changes):
+    for beat, _, kind, fields in sorted(meta, key=lambda m: (m[0], m[1])):
         tick = min(round(beat * ticks_per_beat), end_tick)
-        conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=tick - last))
+        conductor.append(mido.MetaMessage(kind, time=tick - last, **fields))
         last = tick
     conductor.append(mido.MetaMessage("end_of_track", time=end_tick - last))
     mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat, tracks=[conductor])
