@@ -10,10 +10,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 need_root
-if [ -e "$ARM64_ROOT/.deepkeys-root-ok" ]; then
-    log "root: cached at $ARM64_ROOT ($(cat "$ARM64_ROOT/.deepkeys-root-ok"))"
+stamp=$ARM64_ROOT/.deepkeys-root-ok
+if [ -e "$stamp" ] && grep -qxF "include $ARM64_INCLUDE" "$stamp"; then
+    log "root: cached at $ARM64_ROOT ($(head -1 "$stamp"))"
     exit 0
 fi
+[ -e "$stamp" ] && log "root: the package list changed since it was built: rebuilding"
 host_tools
 trap cleanup EXIT
 binfmt_up
@@ -34,8 +36,8 @@ echo deepkeys-arm64 > "$tmp/etc/hostname"
 arch=$(chroot "$tmp" uname -m)
 [ "$arch" = aarch64 ] || die "root: uname -m inside is $arch, not aarch64"
 chroot "$tmp" dpkg --print-architecture | grep -qx arm64 || die "root: dpkg is not arm64"
-echo "built $(date -u +%FT%TZ) in $((SECONDS - start)) s (emulated), uname -m $arch" \
-    > "$tmp/.deepkeys-root-ok"
+printf 'built %s in %s s (emulated), uname -m %s\ninclude %s\n' "$(date -u +%FT%TZ)" \
+    "$((SECONDS - start))" "$arch" "$ARM64_INCLUDE" > "$tmp/.deepkeys-root-ok"
 rm -rf "$ARM64_ROOT"
 mv "$tmp" "$ARM64_ROOT"
 log "root: built in $((SECONDS - start)) s (emulated second stage): $ARM64_ROOT"

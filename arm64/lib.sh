@@ -9,8 +9,10 @@ ARM64_RUN=$ARM64_CACHE/run             # a fresh copy of it for each run ("a fre
 ARM64_SUITE=bookworm
 ARM64_MIRROR=${DEEPKEYS_ARM64_MIRROR:-http://deb.debian.org/debian}
 # What debootstrap adds to minbase: what a Raspberry Pi OS Lite image has and the README's
-# Pi install path assumes (python3, git, make, sudo), plus ca-certificates for PyPI.
-ARM64_INCLUDE=python3,git,make,sudo,ca-certificates,procps
+# Pi install path assumes (python3, git, make, sudo; systemd's tools, journalctl and
+# systemd-analyze; OpenSSH, client and server, which maintenance and deploy use), plus
+# ca-certificates for PyPI. The root is rebuilt when this list changes.
+ARM64_INCLUDE=python3,git,make,sudo,ca-certificates,procps,systemd,openssh-client,openssh-server
 
 # The CPU qemu emulates: a Raspberry Pi 5's Cortex-A76 (its HWCAPs, so XNNPACK picks the
 # kernels it would pick there; "cortex-a72" is a Pi 4). qemu-user 7.2 passes the x86 host's
