@@ -107,7 +107,8 @@ def train_harmony(args: argparse.Namespace) -> int:
 def evaluate_harmony(args: argparse.Namespace) -> int:
     from deepkeys.host.harmony.evaluate import format_table, harmony_table
 
-    print(format_table(harmony_table(args.genre, args.phrases, args.models)))
+    for source in args.source or ["pop909"]:
+        print(format_table(harmony_table(args.genre, args.phrases, args.models, source)))
     return 0
 
 

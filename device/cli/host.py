@@ -83,11 +83,17 @@ def add_parsers(sub: Subcommands) -> None:
         sub,
         "evaluate-harmony",
         run_host_command,
-        help="[host] do the parts play the song's chords? held-out POP909 phrases through "
-        "each genre with the harmony model's, the rule's and the song's own chords",
+        help="[host] do the parts play the song's chords? held-out phrases through each "
+        "genre with the harmony model's, the rule's and the song's own chords",
     )
     p.add_argument("--genre", required=True, action="append", help="repeat for more genres")
     p.add_argument("--phrases", type=_at_least_one, default=48, help="8-bar phrases (default 48)")
+    p.add_argument(
+        "--source",
+        action="append",
+        choices=("pop909", "chorale", "folk"),
+        help="whose held-out test phrases; repeat for more (default pop909)",
+    )
     add_models(p)
 
 

@@ -5,7 +5,8 @@ computes for it and the reference chord of each cell, both in the key-relative f
 the key its melody implies. Sources (each split by piece, with committed split files):
 - POP909's songs: the vocal melody and the chords annotated from the pianist's part;
 - the Bach chorales: the soprano, and the four voices reduced to a chord per half bar
-  (:func:`deepkeys.host.data.mma.chord_of`).
+  (:func:`deepkeys.host.data.mma.chord_of`);
+- folk tunes of music21's corpus: the tune and the chord symbols of its ABC.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from deepkeys.device.generation.harmony import (
     phrase_features,
     pitch_class_weights,
 )
-from deepkeys.host.data import chorales, pop909
+from deepkeys.host.data import chorales, folk, pop909
 from deepkeys.host.data.mma import chord_of
 
 log = logging.getLogger(__name__)
@@ -148,17 +149,37 @@ def chorale_phrases(names: set[str]) -> Phrases:
     return builder.phrases()
 
 
+def folk_phrases(names: set[str], tunes: list[folk.FolkTune] | None = None) -> Phrases:
+    """The folk tunes' melodies with their ABC chord symbols, 8 bars, 2 bars apart."""
+    builder = _Builder()
+    source = SOURCES.index("folk")
+    for tune in tunes if tunes is not None else folk.load_tunes():
+        if tune.name not in names:
+            continue
+        n_bars = len(tune.pitch) // 16
+        for bar in range(0, max(n_bars - PHRASE_BARS, 0) + 1, HOP_BARS):
+            bars = min(PHRASE_BARS, n_bars - bar)
+            sl = slice(bar * 16, (bar + bars) * 16)
+            cells = tune.chords[bar * 2 : (bar + bars) * 2]
+            chords = [Chord.from_token(int(t)) for t in cells]
+            builder.add(tune.pitch[sl], tune.onset[sl], chords, source, tune.name)
+    return builder.phrases()
+
+
 def load_phrases() -> dict[str, Phrases]:
     """Train/validation/test phrases of every source, each split by its committed file."""
     songs = pop909.load_songs()
+    tunes = folk.load_tunes()
     pop_split = pop909.load_split()
     chorale_split = chorales.load_split()
+    folk_split = folk.load_split()
     out = {}
     for part in ("train", "validation", "test"):
         out[part] = Phrases.join(
             [
                 pop909_phrases(set(pop_split[part]), songs),
                 chorale_phrases(set(chorale_split[part])),
+                folk_phrases(set(folk_split[part]), tunes),
             ]
         )
         log.info("harmony %s: %s", part, out[part].summary())

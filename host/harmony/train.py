@@ -46,7 +46,9 @@ DATASET = (
     "split by song in host/splits/pop909.json): the vocal melody and the chords annotated from the "
     "pianist's accompaniment, on each song's own beat grid, 4/4 runs only. The Bach chorales of "
     "the music21 corpus (split by chorale in host/splits/chorale.json): the soprano, and the four "
-    "voices reduced to a chord per half bar. 8-bar phrases, 2 bars apart; every phrase is read "
+    "voices reduced to a chord per half bar. The folk tunes of the music21 corpus whose ABC has "
+    "chord symbols (split in host/splits/folk.json): only 2 tunes in 4/4 (the Nottingham Music "
+    "Database sample), all in train. 8-bar phrases, 2 bars apart; every phrase is read "
     "relative to the key its melody implies (Krumhansl-Kessler), so all twelve keys are one."
 )
 TRANSITION_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
@@ -285,10 +287,12 @@ def train_harmony(
         "model_sampled": score(decode_all(probs, test, prior * weight, temperature), test),
         **baselines(test),
     }
-    for source in ("pop909", "chorale"):
-        from deepkeys.device.generation.harmony import SOURCES
+    from deepkeys.device.generation.harmony import SOURCES
 
+    for source in SOURCES:
         mask = test.source == SOURCES.index(source)
+        if not mask.any():
+            continue
         sub = Phrases(test.features[mask], test.targets[mask], test.rotation[mask],
                       test.source[mask], [n for n, m in zip(test.names, mask) if m])  # fmt: skip
         metrics[f"model_most_likely_{source}"] = score(
