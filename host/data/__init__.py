@@ -9,6 +9,10 @@ each other:
   part per General MIDI role.
 - :mod:`~deepkeys.host.data.chorales`: the Bach chorales of music21's corpus, their
   cache and the committed split (``host/splits/chorale.json``).
+- :mod:`~deepkeys.host.data.pop909`: POP909's songs (``../shared/datasets/pop909``): the
+  vocal melody, the pianist's part and the annotated chords, and the committed split.
+- :mod:`~deepkeys.host.data.folk`: the folk tunes of music21's corpus that carry chord
+  symbols, for the harmony model, and their committed split (``host/splits/folk.json``).
 - :mod:`~deepkeys.host.data.band`: a melody over multitrack parts, cut into windows of
   the band's tracks (bass, comp, pad, drums).
 - :mod:`~deepkeys.host.data.mma`: the style genres' recipe, chorale harmony rendered by

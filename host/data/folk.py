@@ -3,8 +3,8 @@
 Each ABC tune (an ``X:`` block; one file may hold hundreds) becomes a :class:`FolkTune`
 named ``<collection>/<file stem>/<X number>``: the melody on the 16th grid of
 :mod:`deepkeys.device.encoding`, a whole number of 4/4 bars, and one chord token
-(:mod:`deepkeys.device.chords`) per half bar. This module may import deepkeys.device.*
-and music21, never TensorFlow.
+(:mod:`deepkeys.device.chords`) per half bar. This module may import deepkeys.device.*,
+the chorales' module (for the cache folder) and music21, never TensorFlow.
 
 What is kept, and how:
 
@@ -38,7 +38,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
-import os
 import re
 import time
 from collections import Counter
@@ -62,6 +61,7 @@ from deepkeys.device.encoding import (
     voice_to_notes,
 )
 from deepkeys.device.errors import UserError
+from deepkeys.host.data.chorales import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -303,11 +303,6 @@ def corpus_tunes() -> list[tuple[str, str]]:
             text = path.read_text(encoding="utf-8", errors="replace")
             items += [(f"{collection}/{path.stem}/{x}", t) for x, t in split_tunes(text)]
     return items
-
-
-def default_cache_dir() -> Path:
-    """Where parsed data is cached: ``$DEEPKEYS_CACHE`` or ~/.cache/deepkeys."""
-    return Path(os.environ.get("DEEPKEYS_CACHE", Path.home() / ".cache" / "deepkeys"))
 
 
 def cache_path(cache_dir: Path | None = None) -> Path:
