@@ -54,9 +54,10 @@ def test_train_export_and_load_a_harmony_model(tmp_path: Path) -> None:
         "test": arpeggio_phrases(60, 2),
     }
     cfg = HarmonyConfig(epochs=3, seed=0)
-    card = train_harmony(tmp_path, tmp_path / "run", cfg, "test", loader=lambda: data)
+    out = tmp_path / "models"  # not there yet: made, as --out is
+    card = train_harmony(out, tmp_path / "run", cfg, "test", loader=lambda: data)
 
-    loaded = load_harmony_card(tmp_path / "harmony.json")  # the sha256 of the model checks
+    loaded = load_harmony_card(out / "harmony.json")  # the sha256 of the model checks
     assert loaded.inputs["cells"].shape == (1, PHRASE_CELLS, N_FEATURES)  # int8, checked
     test = card.provenance["test_metrics"]
     # The melody spells its chords, so even 3 epochs beat the rule and the tonic.

@@ -240,6 +240,7 @@ def train_harmony(
 ) -> HarmonyCard:
     """Train, choose the decoding, export int8, measure on test, write the card."""
     t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)  # before the minutes of training, not after
     data = loader()
     model, history = fit(cfg, data, run_dir / "harmony.log.jsonl")
     prior = transition_prior(data["train"])
