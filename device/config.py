@@ -54,9 +54,10 @@ PLACEHOLDERS = ("{mid}", "{json}")
 CLOCK_SEED = -1  # player.first_seed and generate's --seed: take the seed from the clock
 
 
-def seed_from_clock() -> int:
-    """What :data:`CLOCK_SEED` stands for: a seed in 0..999999, another each second."""
-    return int(time.time()) % 1_000_000
+def resolve_seed(seed: int) -> int:
+    """``seed`` itself, or for :data:`CLOCK_SEED` one from the clock (0..999999, another
+    each second)."""
+    return int(time.time()) % 1_000_000 if seed == CLOCK_SEED else seed
 
 
 # --------------------------------------------------------------------------- value checks

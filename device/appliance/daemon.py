@@ -45,7 +45,7 @@ from deepkeys.device.appliance import publish
 from deepkeys.device.appliance.keypath import KeyPath
 from deepkeys.device.atomic import atomic_write_bytes, free_megabytes
 from deepkeys.device.chords import progression_text
-from deepkeys.device.config import CLOCK_SEED, Config, seed_from_clock
+from deepkeys.device.config import Config, resolve_seed
 from deepkeys.device.encoding import STEPS_PER_BAR, STEPS_PER_BEAT, Composition, Track
 from deepkeys.device.errors import UserError, one_line
 from deepkeys.device.events import (
@@ -257,9 +257,7 @@ class Daemon:
 
         # Seeds continue from the clock, so "generate" after a restart is a new variation;
         # the first seed is logged, and player.first_seed replays a session.
-        first_seed = self.cfg.player.first_seed
-        if first_seed == CLOCK_SEED:
-            first_seed = seed_from_clock()
+        first_seed = resolve_seed(self.cfg.player.first_seed)
         box = self.box = Appliance.from_config(
             self.cfg, list(self.generators), first_seed=first_seed
         )

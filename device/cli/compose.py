@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepkeys.device.cli.options import Subcommands, add_command, add_models, seed, temperature
-from deepkeys.device.config import CLOCK_SEED, TEMPO_MAX, TEMPO_MIN, seed_from_clock
+from deepkeys.device.config import CLOCK_SEED, TEMPO_MAX, TEMPO_MIN, resolve_seed
 from deepkeys.device.errors import UserError
 from deepkeys.device.resources import BUNDLED_MELODIES
 
@@ -84,7 +84,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _check_length(args.input, melody.n_steps, args.max_bars)
     chords = _given_chords(args.chords, melody.n_steps) if args.chords is not None else None
     generator = Generator.from_card(card_path(args.genre, args.models))
-    chosen_seed = seed_from_clock() if args.seed == CLOCK_SEED else args.seed
+    chosen_seed = resolve_seed(args.seed)
     comp = compose(
         melody,
         generator,
@@ -152,7 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not genres:
         raise UserError("no genre models installed (looked in models/ and the state directory)")
     melodies = sorted(BUNDLED_MELODIES.glob("*.mid"))
-    chosen_seed = seed_from_clock() if args.seed == CLOCK_SEED else args.seed
+    chosen_seed = resolve_seed(args.seed)
     for genre, card in genres.items():
         generator = Generator.from_card(card)
         for source in melodies:
