@@ -208,8 +208,13 @@ def test_record_generate_play_stop(config_file, tmp_path, chorale_card):
         assert sidecar[0].stem == mids[0].stem
         assert sorted((tmp_path / "state" / "takes").glob("*.mid"))
         published = tmp_path / "published.mid"
-        wait_for(published.exists, what="the publish command")
-        assert published.read_bytes() == mids[0].read_bytes()
+        # cp creates the file before it has written it: wait for the whole copy.
+        expected = mids[0].read_bytes()
+        wait_for(
+            lambda: published.exists() and published.stat().st_size == len(expected),
+            what="the publish command",
+        )
+        assert published.read_bytes() == expected
 
         # The music sounds, then PLAY/STOP silences it: no stuck notes.
         keys.send(mido.Message("note_on", note=60, velocity=100))  # and a key left held
