@@ -52,6 +52,7 @@ def train(args: argparse.Namespace) -> int:
     command = (
         f"deepkeys train --genre {shlex.quote(args.genre)} --epochs {args.epochs} "
         f"--seed {args.seed}{adversarial}{_data_args(args)}"
+        + (f" --workers {args.workers}" if args.workers > 1 else "")
     )
     best = run_training(
         args.genre,
@@ -63,6 +64,7 @@ def train(args: argparse.Namespace) -> int:
         tcfg_overrides=overrides,
         data_folder=args.data,
         melody_track=args.melody_track,
+        workers=args.workers,
     )
     print(f"weights={best}\nlog={run_dir / 'log.jsonl'}\nplot={run_dir / 'training.png'}")
     return 0

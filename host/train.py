@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -28,6 +29,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from deepkeys.device.errors import UserError
+from deepkeys.host import distributed
 from deepkeys.host.data.sources import genre_config, load_windows
 from deepkeys.host.data.windows import Windows
 from deepkeys.host.evaluate import window_metrics
@@ -37,18 +40,38 @@ log = logging.getLogger("deepkeys.train")
 
 
 class Trainer:
-    def __init__(self, cfg: GeneratorConfig, tcfg: TrainConfig, run_dir: Path) -> None:
+    """The two networks, their optimizers and checkpoints, on one worker or several.
+
+    ``cluster`` says which worker this process is (:mod:`deepkeys.host.distributed`);
+    its strategy places the variables and sums the replicas' gradients.
+    """
+
+    def __init__(
+        self,
+        cfg: GeneratorConfig,
+        tcfg: TrainConfig,
+        run_dir: Path,
+        cluster: distributed.Cluster | None = None,
+    ) -> None:
         self.cfg, self.tcfg, self.run_dir = cfg, tcfg, run_dir
+        self.cluster = cluster or distributed.Cluster()
+        if tcfg.batch_size % self.cluster.workers:
+            raise UserError(
+                f"the batch of {tcfg.batch_size} does not split evenly over "
+                f"{self.cluster.workers} workers"
+            )
+        self.strategy = distributed.strategy_for(self.cluster)
         tf.keras.utils.set_random_seed(tcfg.seed)
         self._kinds = set(cfg.kinds().values())
-        self.generator = build_generator(cfg)
-        self.critic = build_critic(cfg)
-        self.g_opt = tf.keras.optimizers.Adam(
-            tcfg.lr_generator, beta_1=tcfg.beta_1, beta_2=tcfg.beta_2
-        )
-        self.d_opt = tf.keras.optimizers.Adam(
-            tcfg.lr_critic, beta_1=tcfg.beta_1, beta_2=tcfg.beta_2
-        )
+        with self.strategy.scope():
+            self.generator = build_generator(cfg)
+            self.critic = build_critic(cfg)
+            self.g_opt = tf.keras.optimizers.Adam(
+                tcfg.lr_generator, beta_1=tcfg.beta_1, beta_2=tcfg.beta_2
+            )
+            self.d_opt = tf.keras.optimizers.Adam(
+                tcfg.lr_critic, beta_1=tcfg.beta_1, beta_2=tcfg.beta_2
+            )
         self.epoch = tf.Variable(0, dtype=tf.int64)
         self.best = tf.Variable(np.inf, dtype=tf.float64)
         self.stale = tf.Variable(0, dtype=tf.int64)
@@ -61,7 +84,27 @@ class Trainer:
             best=self.best,
             stale=self.stale,
         )
-        self.manager = tf.train.CheckpointManager(self.ckpt, run_dir / "ckpt", max_to_keep=2)
+        # Every worker saves (the save is collective); only the chief's copy is kept.
+        self.ckpt_dir = run_dir / "ckpt"
+        own = (
+            self.ckpt_dir
+            if self.cluster.is_chief
+            else run_dir / f".ckpt-worker-{self.cluster.rank}"
+        )
+        self.manager = tf.train.CheckpointManager(self.ckpt, own, max_to_keep=2)
+
+    def restore(self) -> bool:
+        """Continue from the chief's last checkpoint, if there is one."""
+        latest = tf.train.latest_checkpoint(self.ckpt_dir)
+        if latest:
+            self.ckpt.restore(latest)
+            log.info("resume=%s epoch=%d", latest, int(self.epoch.numpy()))
+        return latest is not None
+
+    def _save_checkpoint(self) -> None:
+        self.manager.save()
+        if not self.cluster.is_chief:
+            shutil.rmtree(self.manager.directory, ignore_errors=True)
 
     def write_config(self, genre: str, command: str) -> None:
         """What export needs to rebuild the generator, and the command that made it."""
@@ -120,20 +163,24 @@ class Trainer:
                 flat.append(parts[f"{kind}_onset"])
         return tf.concat(flat, axis=-1)
 
-    def _hard(self, pred: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def _hard(
+        self, pred: dict[str, tf.Tensor], draws: dict[str, tf.Tensor]
+    ) -> dict[str, tf.Tensor]:
         # Straight-through: the critic sees notes the device could play (one-hot
         # pitches, fired onsets and hits), gradients flow through the probabilities.
+        # The uniform draws come with the batch (see draws()).
         hard = {}
         for key, p in pred.items():
+            u = draws[f"u_{key}"]
             if key == "mono":
-                gumbel = -tf.math.log(-tf.math.log(tf.random.uniform(tf.shape(p), 1e-6, 1 - 1e-6)))
+                gumbel = -tf.math.log(-tf.math.log(u))
                 soft = tf.nn.softmax(
                     (tf.math.log(p + 1e-8) + gumbel) / self.tcfg.gumbel_temperature
                 )
                 one_hot = tf.one_hot(tf.argmax(soft, axis=-1), self.cfg.n_classes)
                 hard[key] = one_hot + soft - tf.stop_gradient(soft)
             else:
-                fired = tf.cast(tf.random.uniform(tf.shape(p)) < p, tf.float32)
+                fired = tf.cast(u < p, tf.float32)
                 hard[key] = fired + p - tf.stop_gradient(p)
         return hard
 
@@ -146,26 +193,56 @@ class Trainer:
                 )
         return real
 
-    def _noise(self, groove: tf.Tensor) -> tf.Tensor:
+    def _noise(self, groove: tf.Tensor, gaussian: tf.Tensor) -> tf.Tensor:
         """As ``generator.noise_vector``: the groove one-hot, then Gaussian noise."""
         k = len(self.cfg.grooves)
-        noise = tf.random.normal((tf.shape(groove)[0], self.cfg.noise_dim - k))
-        return tf.concat([tf.one_hot(groove, k), noise], axis=-1) if k else noise
+        return tf.concat([tf.one_hot(groove, k), gaussian], axis=-1) if k else gaussian
+
+    def draws(
+        self, arrays: dict[str, np.ndarray], rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        """Every random number one training step uses, drawn for the whole global batch.
+
+        Drawn here from the epoch's generator rather than inside the step, so that N
+        workers, each given its slice of the batch, draw exactly what one worker draws
+        for all of it, and a resumed run draws what the uninterrupted one did.
+        """
+        n = len(arrays["melody"])
+        out = {
+            "noise": rng.standard_normal((n, self.cfg.noise_dim - len(self.cfg.grooves))),
+            "mix": rng.random((n, 1, 1)),  # where between real and fake the penalty looks
+        }
+        for key in ("mono", "mono_onset", "poly", "poly_onset", "drums"):
+            if key in arrays and key.split("_")[0] in self._kinds:
+                shape = arrays[key].shape + ((self.cfg.n_classes,) if key == "mono" else ())
+                out[f"u_{key}"] = rng.uniform(1e-6, 1 - 1e-6, shape)
+        return {k: v.astype(np.float32) for k, v in out.items()}
 
     @tf.function(reduce_retracing=True)
     def train_step(self, batch):
+        """One step on this worker's slice of the global batch; the metrics of all of it."""
+        per_replica = self.strategy.run(self._replica_step, args=(batch,))
+        mean = tf.distribute.ReduceOp.MEAN
+        return {k: self.strategy.reduce(mean, v, axis=None) for k, v in per_replica.items()}
+
+    def _replica_step(self, batch):
         melody, chords = batch["melody"], batch["chords"]
-        noise = self._noise(batch["groove"])
+        noise = self._noise(batch["groove"], batch["noise"])
+        # Each replica's losses are means over its slice; the optimizers sum the
+        # replicas' gradients, so each is scaled by their number.
+        replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             given = {"melody": melody, "chords": chords, "noise": noise}
             pred = self._stack(self.generator(given, training=True))
             losses = self._losses(pred, batch)
             real = self._accomp(self._real(batch))
-            fake = self._accomp(self._hard(pred))
+            fake = self._accomp(self._hard(pred, batch))
             given = {"melody": melody, "chords": chords}
             d_real = self.critic({**given, "accomp": real}, training=True)
             d_fake = self.critic({**given, "accomp": fake}, training=True)
-            penalty = self._gradient_penalty(melody, chords, real, tf.stop_gradient(fake))
+            penalty = self._gradient_penalty(
+                melody, chords, real, tf.stop_gradient(fake), batch["mix"]
+            )
             wasserstein = tf.reduce_mean(d_real) - tf.reduce_mean(d_fake)
             d_loss = (
                 -wasserstein
@@ -174,10 +251,11 @@ class Trainer:
             )
             g_adv = -tf.reduce_mean(d_fake)
             g_loss = losses["loss"] + self.tcfg.adversarial_weight * g_adv
+            g_scaled, d_scaled = g_loss / replicas, d_loss / replicas
         g_vars = self.generator.trainable_variables
         d_vars = self.critic.trainable_variables
-        self.g_opt.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars))
-        self.d_opt.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars))
+        self.g_opt.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
+        self.d_opt.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
         return {
             **losses,
             "g_loss": g_loss,
@@ -189,9 +267,8 @@ class Trainer:
             "gradient_penalty": penalty,
         }
 
-    def _gradient_penalty(self, melody, chords, real, fake) -> tf.Tensor:
+    def _gradient_penalty(self, melody, chords, real, fake, mix) -> tf.Tensor:
         """E[(|grad critic(x)| - 1)^2] at random points x between real and fake."""
-        mix = tf.random.uniform((tf.shape(real)[0], 1, 1))
         between = mix * real + (1.0 - mix) * fake
         with tf.GradientTape() as tape:
             tape.watch(between)
@@ -203,19 +280,27 @@ class Trainer:
         return tf.reduce_mean(tf.square(norm - 1.0))
 
     @tf.function(reduce_retracing=True)
-    def predict(self, melody, chords, groove):
-        noise = self._noise(groove)
+    def predict(self, melody, chords, groove, gaussian):
+        noise = self._noise(groove, gaussian)
         return self.generator({"melody": melody, "chords": chords, "noise": noise}, training=False)
 
     # --- one epoch ------------------------------------------------------------------
     def validate(self, data: Windows, metric_windows: int = 256) -> dict[str, float]:
         arrays = data.arrays(self.cfg)
+        # The same noise every epoch and on every worker: their scores, and so their
+        # decisions to keep weights or stop, agree.
+        gaussian = (
+            np.random.default_rng(self.tcfg.seed)
+            .standard_normal((len(data), self.cfg.noise_dim - len(self.cfg.grooves)))
+            .astype(np.float32)
+        )
         outs: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(data), 128):
             for k, v in self.predict(
                 arrays["melody"][i : i + 128],
                 arrays["chords"][i : i + 128],
                 arrays["groove"][i : i + 128],
+                gaussian[i : i + 128],
             ).items():
                 outs.setdefault(k, []).append(v.numpy())
         out = {k: np.concatenate(v) for k, v in outs.items()}
@@ -237,23 +322,32 @@ class Trainer:
         return stats
 
     def batches(self, data: Windows, rng: np.random.Generator, steps: int):
-        """``steps`` random batches, each window transposed into a random key."""
+        """``steps`` random global batches, each window transposed into a random key,
+        with the step's random draws; this worker's slice of each."""
+        size = self.tcfg.batch_size
+        share = size // self.cluster.workers
+        mine = slice(self.cluster.rank * share, (self.cluster.rank + 1) * share)
         order = np.concatenate(
-            [
-                rng.permutation(len(data))
-                for _ in range(-(-steps * self.tcfg.batch_size // len(data)))
-            ]
+            [rng.permutation(len(data)) for _ in range(-(-steps * size // len(data)))]
         )
         for i in range(steps):
-            idx = order[i * self.tcfg.batch_size : (i + 1) * self.tcfg.batch_size]
+            idx = order[i * size : (i + 1) * size]
             window = data.take(idx).transposed(rng, self.cfg.pitch_low, self.cfg.pitch_high)
-            yield window.arrays(self.cfg)
+            arrays = _present(window.arrays(self.cfg), self._kinds)
+            arrays.update(self.draws(arrays, rng))
+            yield {k: v[mine] for k, v in arrays.items()}
 
     def fit(self, data: dict[str, Windows], log_path: Path, command: str) -> None:
-        rng = np.random.default_rng(self.tcfg.seed + int(self.epoch.numpy()))
+        """Train epoch by epoch until ``epochs`` or early stopping; resumable at any epoch.
+
+        Each epoch's batches come from a generator seeded by (seed, epoch), so a run
+        resumed from a checkpoint trains exactly as the uninterrupted run would have.
+        """
+        chief = self.cluster.is_chief
         steps = self.tcfg.steps_per_epoch or len(data["train"]) // self.tcfg.batch_size
         while int(self.epoch.numpy()) < self.tcfg.epochs:
             epoch = int(self.epoch.numpy()) + 1
+            rng = np.random.default_rng([self.tcfg.seed, epoch])
             started = time.monotonic()
             sums: dict[str, float] = {}
             bar = tqdm(
@@ -262,10 +356,10 @@ class Trainer:
                 desc=f"epoch {epoch}/{self.tcfg.epochs}",
                 leave=False,
                 file=sys.stderr,
-                disable=None,
+                disable=None if chief else True,
             )
             for batch in bar:
-                out = self.train_step(_present(batch, self._kinds))
+                out = self.train_step(batch)
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 bar.set_postfix(loss=f"{float(out['loss']):.3f}", d=f"{float(out['d_loss']):.3f}")
@@ -276,16 +370,19 @@ class Trainer:
             if improved:
                 self.best.assign(row["val_loss"])
                 self.stale.assign(0)
-                self.generator.save_weights(self.run_dir / "best.weights.h5")
+                if chief:
+                    self.generator.save_weights(self.run_dir / "best.weights.h5")
             else:
                 self.stale.assign_add(1)
             row["best"] = improved
             self.epoch.assign(epoch)
-            self.manager.save()
-            with open(log_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            if chief:  # the row first: a resume drops rows its checkpoint has not reached
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            self._save_checkpoint()
+            if chief:
+                plot_history(log_path, self.run_dir / "training.png")
             log.info(" ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
-            plot_history(log_path, self.run_dir / "training.png")
             if int(self.stale.numpy()) >= self.tcfg.patience:
                 log.info("stop=early reason=no_val_improvement patience=%d", self.tcfg.patience)
                 break
@@ -365,28 +462,69 @@ def train(
     tcfg_overrides: dict | None = None,
     data_folder: Path | None = None,
     melody_track: str | None = None,
+    cfg_overrides: dict | None = None,
+    workers: int = 1,
 ) -> Path:
-    """Train ``genre`` into ``run_dir`` and return the path of the best weights."""
-    tf.config.threading.set_inter_op_parallelism_threads(2)
-    data = load_windows(genre, data_folder, melody_track)  # bad data fails before any work
+    """Train ``genre`` into ``run_dir`` and return the path of the best weights.
+
+    ``workers`` > 1 starts that many local worker processes that train together
+    (:func:`deepkeys.host.distributed.launch_local`); without it, a ``TF_CONFIG`` in
+    the environment makes this process one worker of that cluster. ``cfg_overrides``
+    replace fields of the genre's generator (a tiny one for tests).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
+    if workers > 1:  # each worker loads the data; a bad folder is its one-line error
+        spec = {
+            "genre": genre,
+            "run_dir": str(run_dir),
+            "epochs": epochs,
+            "seed": seed,
+            "resume": resume,
+            "command": command,
+            "tcfg_overrides": tcfg_overrides,
+            "data_folder": None if data_folder is None else str(data_folder),
+            "melody_track": melody_track,
+            "cfg_overrides": cfg_overrides,
+        }
+        if not resume:
+            _clear_run(run_dir)
+        distributed.launch_local(spec, workers, run_dir)
+        return run_dir / "best.weights.h5"
+    data = load_windows(genre, data_folder, melody_track)  # bad data fails before any work
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    cluster = distributed.current()
     cfg, defaults = genre_config(genre)
+    if cfg_overrides:
+        cfg = GeneratorConfig.from_json({**cfg.to_json(), **cfg_overrides})
     tcfg = TrainConfig(epochs=epochs, seed=seed, **{**defaults, **(tcfg_overrides or {})})
     log_path = run_dir / "log.jsonl"
-    if not resume and log_path.exists():
-        log_path.unlink()
-    trainer = Trainer(cfg, tcfg, run_dir)
-    if resume and trainer.manager.latest_checkpoint:
-        trainer.ckpt.restore(trainer.manager.latest_checkpoint)
-        log.info(
-            "resume=%s epoch=%d", trainer.manager.latest_checkpoint, int(trainer.epoch.numpy())
-        )
-    trainer.write_config(genre, command)
+    if not resume and cluster.is_chief:
+        _clear_run(run_dir)
+    trainer = Trainer(cfg, tcfg, run_dir, cluster)
+    if resume and trainer.restore() and cluster.is_chief and log_path.exists():
+        _trim_log(log_path, int(trainer.epoch.numpy()))
+    if cluster.is_chief:
+        trainer.write_config(genre, command)
     log.info(
-        "data train=%d validation=%d test=%d",
+        "data train=%d validation=%d test=%d workers=%d rank=%d",
         len(data["train"]),
         len(data["validation"]),
         len(data["test"]),
+        cluster.workers,
+        cluster.rank,
     )
     trainer.fit(data, log_path, command)
     return run_dir / "best.weights.h5"
+
+
+def _trim_log(log_path: Path, epochs: int) -> None:
+    """Keep the log's rows of the epochs a restored checkpoint holds: a worker that died
+    after writing a row but before its checkpoint will run that epoch again."""
+    rows = [r for r in read_log(log_path) if r["epoch"] <= epochs]
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _clear_run(run_dir: Path) -> None:
+    """A fresh run: an earlier run's log and checkpoints would be taken for this one's."""
+    (run_dir / "log.jsonl").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "ckpt", ignore_errors=True)

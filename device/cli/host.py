@@ -39,6 +39,14 @@ def add_parsers(sub: Subcommands) -> None:
         help="weight of the critic's term in the generator's loss (default 0.05; "
         "0 trains on reconstruction alone, for the GAN ablation)",
     )
+    p.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="train on N local worker processes together (MultiWorkerMirroredStrategy); "
+        "on a cluster, run this command on each node with its TF_CONFIG instead",
+    )
     _add_data(p)
 
     p = add_command(
@@ -141,10 +149,12 @@ def run_host_command(args: argparse.Namespace) -> int:
 def host_commands() -> ModuleType:
     """``deepkeys.host.commands``, imported with TensorFlow's start-up chatter turned down,
     since it would bury our key=value lines."""
+    import logging
     import os
     import warnings
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # a line per checkpoint otherwise
     warnings.filterwarnings("ignore", module="tensorflow")
     warnings.filterwarnings("ignore", module="keras")
     return importlib.import_module("deepkeys.host.commands")
