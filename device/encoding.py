@@ -164,7 +164,8 @@ class Melody:
 
     ``n_steps`` is a whole number of bars that holds every note; ``source`` is the
     name of the file it came from; ``tempo_changes`` are the file's tempo changes
-    after its opening ``tempo_bpm``.
+    after its opening ``tempo_bpm``; ``meters`` every time signature the file
+    states, in order (none stated is MIDI's default, 4/4).
     """
 
     notes: list[Note]
@@ -172,6 +173,7 @@ class Melody:
     tempo_bpm: float
     source: str
     tempo_changes: list[TempoChange] = field(default_factory=list)
+    meters: list[tuple[int, int]] = field(default_factory=lambda: [(4, 4)])
 
 
 def step_to_beats(step: float, swing: float = 0.5) -> float:

@@ -253,3 +253,53 @@ def test_no_room_for_the_wav_is_said_before_rendering() -> None:
         without_wav = run_cli(*args, "--no-wav")
         assert without_wav.returncode == 0, without_wav.stderr
         assert sorted(p.suffix for p in disk.iterdir()) == [".mid", ".png"]
+
+
+# --- issue 12: never a silent 4/4 --------------------------------------------------------
+def with_meters(path: Path, *meters: tuple[int, int, int]) -> Path:
+    """``path`` with (beat, numerator, denominator) time signatures added to its track."""
+    mid = mido.MidiFile(path)
+    tpb, track = mid.ticks_per_beat, mid.tracks[0]
+    events, tick = [], 0
+    for msg in track:
+        tick += msg.time
+        events.append((tick, 1, msg))
+    for beat, num, den in meters:
+        events.append(
+            (
+                round(beat * tpb),
+                0,
+                mido.MetaMessage("time_signature", numerator=num, denominator=den),
+            )
+        )
+    events.sort(key=lambda e: (e[0], e[1]))
+    now, out = 0, mido.MidiTrack()
+    for at, _, msg in events:
+        out.append(msg.copy(time=at - now))
+        now = at
+    mid.tracks[0] = out
+    mid.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("meters", "named"),
+    [([(0, 3, 4)], "in 3/4;"), ([(0, 6, 8)], "in 6/8;"), ([(0, 4, 4), (8, 3, 4)], "in 3/4;")],
+)
+def test_a_melody_not_in_4_4_is_refused_in_one_line_not_converted(
+    tmp_path: Path, meters: list[tuple[int, int, int]], named: str
+) -> None:
+    src = with_meters(write_midi(tmp_path / "waltz.mid", [(67, i, 1) for i in range(12)]), *meters)
+    assert read_melody(src).meters == [(n, d) for _, n, d in meters]
+    line = stderr_line(run_cli("generate", src, "--genre", "chorale", "--out", tmp_path / "o"))
+    assert named in line and "4/4 only" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_stated_4_4_and_no_time_signature_are_both_4_4(tmp_path: Path) -> None:
+    plain = write_midi(tmp_path / "plain.mid", [(67, i, 1) for i in range(8)])
+    assert read_melody(plain).meters == [(4, 4)]
+    stated = with_meters(write_midi(tmp_path / "s.mid", [(67, i, 1) for i in range(8)]), (0, 4, 4))
+    assert read_melody(stated).meters == [(4, 4)]
+    done = run_cli("generate", stated, "--genre", "chorale", "--out", tmp_path / "o", "--no-wav")
+    assert done.returncode == 0, done.stderr

@@ -81,6 +81,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.tempo is not None and not TEMPO_MIN <= args.tempo <= TEMPO_MAX:
         raise UserError(f"--tempo {args.tempo:g} is outside {TEMPO_MIN}..{TEMPO_MAX} BPM")
     melody = read_melody(args.input)  # bad input fails here, before anything is written
+    _check_meter(args.input, melody.meters)
     _check_length(args.input, melody.n_steps, args.max_bars)
     chords = _given_chords(args.chords, melody.n_steps) if args.chords is not None else None
     generator = Generator.from_card(card_path(args.genre, args.models))
@@ -100,6 +101,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for kind, path in paths.items():
         print(f"{kind}={path}")
     return 0
+
+
+def _check_meter(source: Path, meters: list[tuple[int, int]]) -> None:
+    """One line for a melody not in 4/4 throughout: the models' grid is 4/4, and a
+    waltz put on it would be a silent 4/4 with its downbeats drifting (issue 12)."""
+    other = [f"{a}/{b}" for a, b in meters if (a, b) != (4, 4)]
+    if other:
+        raise UserError(
+            f"{source}: in {', '.join(dict.fromkeys(other))}; the installed models accompany "
+            f"4/4 only, and a melody is not converted to 4/4 behind your back"
+        )
 
 
 def _check_length(source: Path, n_steps: int, max_bars: int) -> None:

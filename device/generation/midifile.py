@@ -55,6 +55,7 @@ def read_melody(path: str | os.PathLike[str]) -> Melody:
         raise UserError(f"{path}: SMPTE-timed MIDI files are not supported (no beat grid)")
 
     tempos: list[tuple[int, int, float]] = []  # (tick, track, bpm): every tempo, any track
+    meters: list[tuple[int, int, int]] = []  # (tick, numerator, denominator)
     raw: list[tuple[int, int, int, int]] = []  # (pitch, start tick, end tick, velocity)
     silent_ons = 0
     for track_index, track in enumerate(mid.tracks):
@@ -66,6 +67,8 @@ def read_melody(path: str | os.PathLike[str]) -> Melody:
             tick += msg.time
             if msg.type == "set_tempo":
                 tempos.append((tick, track_index, mido.tempo2bpm(msg.tempo)))
+            elif msg.type == "time_signature":
+                meters.append((tick, msg.numerator, msg.denominator))
             elif msg.type in ("note_on", "note_off") and msg.channel != DRUM_CHANNEL:
                 key = (msg.channel, msg.note)
                 if key in sounding:
@@ -93,7 +96,15 @@ def read_melody(path: str | os.PathLike[str]) -> Melody:
     notes = [Note(n.pitch, n.start - shift, n.end - shift, n.velocity) for n in notes]
     n_steps = _whole_bars(max(n.end for n in notes))
     tempo, changes = _tempo_map(tempos, tpb, shift, n_steps)
-    return Melody(top_line(notes, n_steps), n_steps, tempo, path.name, tempo_changes=changes)
+    stated = [(a, b) for _, a, b in sorted(meters)]
+    return Melody(
+        top_line(notes, n_steps),
+        n_steps,
+        tempo,
+        path.name,
+        tempo_changes=changes,
+        meters=[m for i, m in enumerate(stated) if i == 0 or m != stated[i - 1]] or [(4, 4)],
+    )
 
 
 def _tempo_map(
