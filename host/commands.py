@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # annotations only: each command imports the host's ML stack 
     from deepkeys.host.data.windows import Windows
 
 DEFAULT_RUNS = Path("runs")
+EXPORT_SAMPLE = 4096  # training windows export reads from a prepared folder (calibration, centre)
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
@@ -116,6 +117,7 @@ def evaluate_harmony(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     from deepkeys.host.data.sources import load_windows
+    from deepkeys.host.data.windows import Windows
     from deepkeys.host.export import (
         INSTRUMENTATION,
         add_metrics,
@@ -142,12 +144,15 @@ def export(args: argparse.Namespace) -> int:
     config, cfg = load_run(run_dir)
     data_folder = args.data or _recorded_data(config)
     data = load_windows(args.genre, data_folder, args.melody_track, cfg.bars)
-    train_melody = data["train"].melody_pitch
+    train = data["train"]
+    if not isinstance(train, Windows):  # a prepared folder's shards: a spread of them
+        train = train.sample(EXPORT_SAMPLE, seed=0)
+    train_melody = train.melody_pitch
     card = run_export(
         run_dir,
         args.genre,
         args.out,
-        calibration_set(data["train"], cfg),
+        calibration_set(train, cfg),
         melody_center=int(np.median(train_melody[train_melody >= 0])),
         history=read_log(run_dir / "log.jsonl"),
         extra_provenance={},
@@ -353,3 +358,93 @@ def bench_float(result, runs: int) -> None:
         f"| {med:.2f} | {p95:.2f} |"
     )
     print(f"int8 speed-up over float32 Keras: {med / int8_med:.1f}x")
+
+
+def bench_workers(args: argparse.Namespace) -> int:
+    """``bench workers``: training steps per second with 1, 2 ... local workers.
+
+    The band generator at the style genres' size (batch 32) on a generated folder; the
+    first epoch (tracing) is left out, the median of the rest reported.
+    """
+    import os
+    import platform
+    import tempfile
+
+    from deepkeys.host.data.synthetic import write_band_folder
+    from deepkeys.host.train import read_log
+    from deepkeys.host.train import train as run_training
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        songs = Path(tmp) / "songs"
+        write_band_folder(songs, args.files, seed=0, broken=0)
+        for workers in args.workers or [1, 2]:
+            run_dir = Path(tmp) / f"workers-{workers}"
+            run_training(
+                "bench",
+                run_dir,
+                args.epochs,
+                0,
+                False,
+                "deepkeys bench workers",
+                tcfg_overrides={"steps_per_epoch": args.steps, "patience": args.epochs},
+                data_folder=songs,
+                workers=workers,
+            )
+            epochs = read_log(run_dir / "log.jsonl")[1:]
+            rate = float(np.median([args.steps / r["train_seconds"] for r in epochs]))
+            rows.append((workers, rate))
+    print(
+        f"training steps, batch 32, {args.steps} steps x {args.epochs - 1} epochs after the "
+        f"first; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+    )
+    print("| workers | steps/s | windows/s | vs 1 worker |\n|---|---|---|---|")
+    for workers, rate in rows:
+        print(f"| {workers} | {rate:.2f} | {32 * rate:.0f} | {rate / rows[0][1]:.2f}x |")
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """``deepkeys prepare``: a folder of MIDI files into shards and a manifest."""
+    from deepkeys.host.data.prepare import prepare_folder
+
+    manifest = prepare_folder(
+        args.folder,
+        args.out,
+        melody_track=args.melody_track,
+        cluster=args.cluster,
+        workers=args.workers,
+    )
+    windows = sum(e.windows for e in manifest.entries)
+    print(
+        f"files={len(manifest.entries)} reused={manifest.reused} prepared={manifest.prepared} "
+        f"skipped={len(manifest.skipped)} windows={windows} seconds={manifest.seconds:g}"
+    )
+    for entry in manifest.skipped:
+        print(f"skipped {entry.path}: {entry.skipped}")
+    print(f"prepared={args.out}  (train with: deepkeys train --genre NAME --data {args.out})")
+    return 0
+
+
+def bench_prepare(args: argparse.Namespace) -> int:
+    """``bench prepare``: fresh preparations of generated files, 1 and 2 local workers."""
+    import os
+    import platform
+
+    from deepkeys.host.data.prepare import bench_prepare as timed
+
+    print(
+        f"data preparation of generated band songs (6-10 bars, every 50th ten times longer), "
+        "nothing to reuse; "
+        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+    )
+    print("| files | workers | seconds | files/s | vs 1 worker |\n|---|---|---|---|---|")
+    for files in args.files or [1000]:
+        rows = timed(files, args.workers or [1, 2])
+        for row in rows:
+            speedup = rows[0]["seconds"] / row["seconds"]
+            print(
+                f"| {row['files']} | {row['workers']} | {row['seconds']:.1f} "
+                f"| {row['files_per_second']:.0f} | {speedup:.2f}x |"
+            )
+    return 0

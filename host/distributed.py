@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,8 @@ def free_ports(n: int) -> list[int]:
 
 
 def launch_local(spec: dict[str, Any], workers: int, run_dir: Path) -> None:
-    """Run ``train(**spec)`` on ``workers`` local processes until they all finish.
+    """Run ``train(**spec)`` on ``workers`` local processes (each one
+    ``python -m deepkeys.host.train SPEC``) until they all finish.
 
     Each worker's output goes to ``run_dir/workers/worker-K.log`` and its process id to
     ``worker-K.pid``. When one exits with an error (or is killed), the others are
@@ -130,25 +132,34 @@ def launch_local(spec: dict[str, Any], workers: int, run_dir: Path) -> None:
     for attempt in range(MAX_RESTARTS + 1):
         spec_path.write_text(json.dumps({**spec, "resume": spec["resume"] or attempt > 0}))
         ports = free_ports(workers)
-        procs = []
+        procs: list[subprocess.Popen] = []
+        echoes: list[threading.Thread] = []
         for rank in range(workers):
-            with open(folder / f"worker-{rank}.log", "a") as out:
+            log_path = folder / f"worker-{rank}.log"
+            with open(log_path, "a") as out:
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "deepkeys.host.distributed", str(spec_path)],
+                        [sys.executable, "-m", "deepkeys.host.train", str(spec_path)],
                         env={**os.environ, "TF_CONFIG": tf_config(ports, rank)},
-                        stdout=out,
+                        stdout=subprocess.PIPE if rank == 0 else out,
                         stderr=subprocess.STDOUT,
+                        text=True,
                         start_new_session=True,  # Ctrl-C reaches the supervisor, which stops them
                     )
                 )
             (folder / f"worker-{rank}.pid").write_text(f"{procs[-1].pid}\n")
+            if rank == 0:  # the chief's progress is the run's: shown here and kept in its log
+                echoes.append(threading.Thread(target=_echo, args=(procs[0], log_path)))
+                echoes[0].start()
         log.info("workers=%d started attempt=%d ports=%s", workers, attempt + 1, ports)
         try:
             failed = _wait(procs)
         except BaseException:
             _stop(procs)
             raise
+        finally:
+            for echo in echoes:
+                echo.join(timeout=10)
         if failed is None:
             log.info("workers=%d finished attempt=%d", workers, attempt + 1)
             return
@@ -167,6 +178,16 @@ def launch_local(spec: dict[str, Any], workers: int, run_dir: Path) -> None:
     raise UserError(
         f"the training workers failed {MAX_RESTARTS + 1} times; see {folder}/worker-*.log"
     )
+
+
+def _echo(proc: subprocess.Popen, log_path: Path) -> None:
+    """Copy a worker's output to its log file and to this process's stderr."""
+    assert proc.stdout is not None
+    with open(log_path, "a") as log_file:
+        for line in proc.stdout:
+            log_file.write(line)
+            log_file.flush()
+            sys.stderr.write(line)
 
 
 def _wait(procs: list[subprocess.Popen]) -> tuple[int, int] | None:
@@ -200,28 +221,3 @@ def _stop(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-
-
-def _worker_main(spec_path: str) -> int:
-    """One local worker: ``train(**spec)`` under the ``TF_CONFIG`` the supervisor gave it."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"level=%(levelname)s logger=%(name)s worker={current().rank} %(message)s",
-    )
-    logging.getLogger("absl").setLevel(logging.WARNING)
-    from deepkeys.host.train import train
-
-    spec = json.loads(Path(spec_path).read_text())
-    spec["run_dir"] = Path(spec["run_dir"])
-    if spec.get("data_folder"):
-        spec["data_folder"] = Path(spec["data_folder"])
-    try:
-        train(**spec)
-    except UserError as exc:
-        print(f"deepkeys: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1]))

@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -327,12 +328,8 @@ class Trainer:
         size = self.tcfg.batch_size
         share = size // self.cluster.workers
         mine = slice(self.cluster.rank * share, (self.cluster.rank + 1) * share)
-        order = np.concatenate(
-            [rng.permutation(len(data)) for _ in range(-(-steps * size // len(data)))]
-        )
-        for i in range(steps):
-            idx = order[i * size : (i + 1) * size]
-            window = data.take(idx).transposed(rng, self.cfg.pitch_low, self.cfg.pitch_high)
+        for window in _global_batches(data, rng, steps, size):
+            window = window.transposed(rng, self.cfg.pitch_low, self.cfg.pitch_high)
             arrays = _present(window.arrays(self.cfg), self._kinds)
             arrays.update(self.draws(arrays, rng))
             yield {k: v[mine] for k, v in arrays.items()}
@@ -364,6 +361,7 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + float(v)
                 bar.set_postfix(loss=f"{float(out['loss']):.3f}", d=f"{float(out['d_loss']):.3f}")
             row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}}
+            row["train_seconds"] = round(time.monotonic() - started, 2)  # the steps alone
             row.update(self.validate(data["validation"]))
             row["seconds"] = round(time.monotonic() - started, 1)
             improved = row["val_loss"] < float(self.best.numpy())
@@ -386,6 +384,20 @@ class Trainer:
             if int(self.stale.numpy()) >= self.tcfg.patience:
                 log.info("stop=early reason=no_val_improvement patience=%d", self.tcfg.patience)
                 break
+
+
+def _global_batches(data, rng: np.random.Generator, steps: int, size: int) -> Iterator[Windows]:
+    """``steps`` batches of ``size`` windows in a random order: from memory, or from a
+    prepared folder's shards (:class:`~deepkeys.host.data.shards.ShardedWindows`), which
+    reads them a few at a time."""
+    if not isinstance(data, Windows):
+        yield from data.batches(rng, steps, size)
+        return
+    order = np.concatenate(
+        [rng.permutation(len(data)) for _ in range(-(-steps * size // len(data)))]
+    )
+    for i in range(steps):
+        yield data.take(order[i * size : (i + 1) * size])
 
 
 def _bce(target: tf.Tensor, p: tf.Tensor, pos_weight: float = 1.0) -> tf.Tensor:
@@ -528,3 +540,28 @@ def _clear_run(run_dir: Path) -> None:
     """A fresh run: an earlier run's log and checkpoints would be taken for this one's."""
     (run_dir / "log.jsonl").unlink(missing_ok=True)
     shutil.rmtree(run_dir / "ckpt", ignore_errors=True)
+
+
+def worker_main(spec_path: str) -> int:
+    """One local worker of ``--workers``: ``train(**spec)`` under the ``TF_CONFIG`` its
+    supervisor (:func:`deepkeys.host.distributed.launch_local`) gave it."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"level=%(levelname)s logger=%(name)s worker={distributed.current().rank} "
+        "%(message)s",
+    )
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    spec = json.loads(Path(spec_path).read_text())
+    spec["run_dir"] = Path(spec["run_dir"])
+    if spec.get("data_folder"):
+        spec["data_folder"] = Path(spec["data_folder"])
+    try:
+        train(**spec)
+    except UserError as exc:
+        print(f"deepkeys: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1]))

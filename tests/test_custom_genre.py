@@ -26,84 +26,11 @@ from deepkeys.host.data.folder import (
     load_folder,
     scan_folder,
 )
+from deepkeys.host.data.synthetic import ROOTS, band_song
 from deepkeys.host.evaluate import evaluate_table, shuffled, true_parts, window_metrics
 from deepkeys.host.export import calibration_set, export
 from deepkeys.host.model import GeneratorConfig, TrainConfig
 from deepkeys.host.train import Trainer, read_log
-
-TPB = 96
-SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
-ROOTS = [48, 53, 55, 45]  # C F G A
-
-
-def track(
-    name: str, channel: int, program: int | None, notes: list[tuple[int, float, float]]
-) -> mido.MidiTrack:
-    """A named track from (pitch, start beat, beats) notes."""
-    t = mido.MidiTrack([mido.MetaMessage("track_name", name=name)])
-    if program is not None:
-        t.append(mido.Message("program_change", channel=channel, program=program))
-    events = []
-    for pitch, start, length in notes:
-        events.append((round(start * TPB), 1, "note_on", pitch))
-        events.append((round((start + length) * TPB), 0, "note_off", pitch))
-    now = 0
-    for tick, _, kind, pitch in sorted(events):
-        t.append(
-            mido.Message(
-                kind,
-                channel=channel,
-                note=pitch,
-                velocity=80 if kind == "note_on" else 0,
-                time=tick - now,
-            )
-        )
-        now = tick
-    return t
-
-
-def band_song(
-    path,
-    seed: int,
-    bars: int = 8,
-    metre: tuple[int, int] = (4, 4),
-    parts: tuple[str, ...] = ("lead", "bass", "piano", "drums"),
-) -> None:
-    rng = np.random.default_rng(seed)
-    meta = mido.MidiTrack(
-        [
-            mido.MetaMessage("time_signature", numerator=metre[0], denominator=metre[1]),
-            mido.MetaMessage("set_tempo", tempo=500000),
-        ]
-    )
-    make = {
-        "lead": lambda: track(
-            "lead", 0, 73, [(int(rng.choice(SCALE)) + 12, b * 0.5, 0.5) for b in range(bars * 8)]
-        ),
-        "bass": lambda: track(
-            "bass", 1, 33, [(ROOTS[(b // 4) % 4], b, 1.0) for b in range(bars * 4)]
-        ),
-        "piano": lambda: track(
-            "piano",
-            2,
-            0,
-            [
-                (ROOTS[(b // 2) % 4] + 12 + i, b * 2, 2.0)
-                for b in range(bars * 2)
-                for i in (0, 4, 7)
-            ],
-        ),
-        "drums": lambda: track(
-            "drums",
-            9,
-            None,
-            [
-                (36 if b % 4 == 0 else 38 if b % 4 == 2 else 42, b * 0.5, 0.25)
-                for b in range(bars * 8)
-            ],
-        ),
-    }
-    mido.MidiFile(ticks_per_beat=TPB, tracks=[meta] + [make[p]() for p in parts]).save(path)
 
 
 @pytest.fixture(scope="module")

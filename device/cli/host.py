@@ -51,6 +51,33 @@ def add_parsers(sub: Subcommands) -> None:
 
     p = add_command(
         sub,
+        "prepare",
+        run_host_command,
+        help="[host] cut a folder of MIDI files into training shards once, on Dask "
+        "(local processes, or a cluster); train --data reads the result",
+    )
+    p.add_argument("folder", type=Path, metavar="FOLDER", help="your MIDI files")
+    p.add_argument("--out", type=Path, required=True, help="the prepared folder (reused)")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDR",
+        help="a running Dask scheduler, e.g. tcp://10.0.0.1:8786 (default: "
+        "$DASK_SCHEDULER_ADDRESS, else local processes)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local processes (default: one per CPU; 0: in this process, without Dask)",
+    )
+    p.add_argument(
+        "--melody-track",
+        metavar="NAME",
+        help="the melody track's name (default: the top monophonic line)",
+    )
+
+    p = add_command(
+        sub,
         "train-harmony",
         run_host_command,
         help="[host] train, measure and export the shared melody-to-chords model "
@@ -121,7 +148,8 @@ def _add_data(p: argparse.ArgumentParser) -> None:
         "--data",
         type=Path,
         metavar="FOLDER",
-        help="a folder of your own MIDI files (default: the genre's shipped recipe)",
+        help="a folder of your own MIDI files, or one 'deepkeys prepare' made "
+        "(default: the genre's shipped recipe)",
     )
     p.add_argument(
         "--melody-track",

@@ -99,6 +99,26 @@ def _add_bench(sub: Subcommands) -> None:
     )
     b.add_argument("--notes", type=int, default=200)
     b.add_argument("--out", type=Path, help="also write the markdown table here")
+    b = add_command(
+        bench,
+        "workers",
+        cmd_bench_host,
+        help="[host] training steps per second with 1 and 2 local workers",
+    )
+    b.add_argument("--workers", type=int, action="append", metavar="N", help="default: 1, 2")
+    b.add_argument("--files", type=int, default=40, help="generated songs to train on")
+    b.add_argument("--steps", type=int, default=30, help="steps per epoch")
+    b.add_argument("--epochs", type=int, default=3, help="the first is left out (tracing)")
+    b = add_command(
+        bench,
+        "prepare",
+        cmd_bench_host,
+        help="[host] data preparation of generated MIDI files with 1 and 2 local workers",
+    )
+    b.add_argument(
+        "--files", type=int, action="append", metavar="N", help="repeatable (default: 1000)"
+    )
+    b.add_argument("--workers", type=int, action="append", metavar="N", help="default: 1, 2")
 
 
 def cmd_bench_all(args: argparse.Namespace) -> int:
@@ -123,6 +143,16 @@ def cmd_bench_generate(args: argparse.Namespace) -> int:
     else:
         print(f"float32 Keras: not measured here (needs the host tools: {HOST_EXTRA_HINT})")
     return 0
+
+
+def cmd_bench_host(args: argparse.Namespace) -> int:
+    """A workstation benchmark (``bench workers``, ``bench prepare``): needs the host extra."""
+    missing = [m for m in ("tensorflow", "music21") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(
+            f"'deepkeys bench {args.what}' needs {', '.join(missing)}: {HOST_EXTRA_HINT}"
+        )
+    return getattr(host_commands(), f"bench_{args.what}")(args)
 
 
 def cmd_bench_latency(args: argparse.Namespace) -> int:

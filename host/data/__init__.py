@@ -18,6 +18,12 @@ each other:
 - :mod:`~deepkeys.host.data.mma`: the style genres' recipe, chorale harmony rendered by
   MMA's grooves.
 - :mod:`~deepkeys.host.data.folder`: a genre from a user's folder of MIDI files.
+- :mod:`~deepkeys.host.data.shards`: a prepared folder on disk (a manifest and a shard of
+  windows per file) and its training set, read lazily.
+- :mod:`~deepkeys.host.data.prepare`: ``deepkeys prepare``: a folder into shards, one
+  Dask task per file, on local processes or a cluster.
+- :mod:`~deepkeys.host.data.synthetic`: generated band songs (some broken), for tests
+  and the preparation benchmark.
 - :mod:`~deepkeys.host.data.sources`: picks a genre's source and its generator.
 
 Nothing here imports the rest of ``deepkeys.host``'s training or export code.

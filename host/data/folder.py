@@ -16,12 +16,18 @@ until each holds about its tenth of the windows (:func:`balanced_split`). Each
 set's files, windows and the share of its windows in which each part plays are
 logged (``split set=train files=20 windows=1126 bass=97% comp=100% pad=12%
 drums=100%``).
+
+The capping and the split need only each file's window count (:func:`split_files`), so
+a folder prepared once into shards (:mod:`deepkeys.host.data.prepare`,
+:mod:`deepkeys.host.data.shards`) is split exactly as it is here.
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,16 +56,22 @@ class Scan:
     skipped: list[tuple[Path, str]]  # (file, reason)
 
 
-def scan_folder(folder: str | Path, melody_track: str | None = None, bars: int = 4) -> Scan:
-    """Read every MIDI file under ``folder`` into pieces; list the unusable ones."""
+def midi_files(folder: str | Path) -> list[Path]:
+    """Every ``.mid``/``.midi`` file under ``folder``, sorted; a one-line error if none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder of MIDI files")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
     if not files:
         raise UserError(f"{folder}: no .mid or .midi files in it")
+    return files
+
+
+def scan_folder(folder: str | Path, melody_track: str | None = None, bars: int = 4) -> Scan:
+    """Read every MIDI file under ``folder`` into pieces; list the unusable ones."""
+    folder = Path(folder)
     pieces, skipped = [], []
-    for path in files:
+    for path in midi_files(folder):
         try:
             piece = read_piece(path, melody_track, bars)
             # By its path in the folder: two songs called intro.mid are two pieces.
@@ -76,13 +88,16 @@ class SkipFile(Exception):
     """A file that cannot be used; the message says why."""
 
 
-def read_piece(path: Path, melody_track: str | None, bars: int) -> BandPiece:
-    """One file as a piece: its melody track's top line over its other tracks.
+def read_piece(
+    path: Path, melody_track: str | None, bars: int, data: bytes | None = None
+) -> BandPiece:
+    """One file as a piece: its melody track's top line over its other tracks; ``data``,
+    when given, is the file's content, already read.
 
     Raises :class:`SkipFile` with the reason when the file cannot be used.
     """
     try:
-        notes, mid = read_notes(path)
+        notes, mid = read_notes(path, data)
     except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
         raise SkipFile(f"not a readable MIDI file ({first_line(exc)})") from None
     metres = {
@@ -164,37 +179,69 @@ def balanced_split(counts: dict[str, int]) -> dict[str, str]:
     return {name: assigned[name] for name in sorted(counts)}
 
 
-def _capped(names: list[str]) -> dict[str, np.ndarray]:
-    """Each file's window indices, a long file's thinned evenly to the cap."""
-    by_file: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
-        by_file.setdefault(name, []).append(i)
-    cap = max(CAP_MIN, CAP_MEDIANS * int(np.median([len(v) for v in by_file.values()])))
+def capped(counts: dict[str, int]) -> dict[str, np.ndarray]:
+    """Each file's kept window indices (into its own windows), from its window count: all
+    of them, or a long file's thinned evenly to the cap.
+
+    >>> {n: len(i) for n, i in capped({"a.mid": 5, "b.mid": 5, "long.mid": 100}).items()}
+    {'a.mid': 5, 'b.mid': 5, 'long.mid': 32}
+    """
+    cap = max(CAP_MIN, CAP_MEDIANS * int(np.median(list(counts.values()))))
     out = {}
-    for name, idx in by_file.items():
-        if len(idx) > cap:
-            idx = [idx[i] for i in np.linspace(0, len(idx) - 1, cap).round().astype(int)]
-            log.info("capped file=%r windows=%d kept=%d", name, len(by_file[name]), cap)
-        out[name] = np.array(idx)
+    for name, n in counts.items():
+        idx = np.arange(n)
+        if n > cap:
+            idx = np.linspace(0, n - 1, cap).round().astype(int)
+            log.info("capped file=%r windows=%d kept=%d", name, n, cap)
+        out[name] = idx
     return out
 
 
-def _report(part: str, windows: Windows) -> None:
-    """One line per set: its files, windows, and in how many of them each part plays."""
-    n = max(len(windows), 1)
-    plays = (
-        {"bass": (windows.mono_pitch[:, 0] >= 0).any(axis=1)} if windows.mono_pitch.shape[1] else {}
-    )
-    for v, name in enumerate(BAND["poly"][: windows.poly.shape[1]]):
-        plays[name] = windows.poly[:, v].any(axis=(1, 2))
-    for v, name in enumerate(BAND["drums"][: windows.drums.shape[1]]):
-        plays[name] = windows.drums[:, v].any(axis=(1, 2))
+def split_files(
+    counts: dict[str, int], usable: int, folder: str | Path
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each set's files, by name in sorted order, with the indices of the windows each
+    keeps (:func:`capped`, then :func:`balanced_split`), from the files' window counts.
+
+    ``usable`` counts the usable files, those without windows included. Raises a one-line
+    :class:`UserError` when there are too few files or windows for three sets.
+    """
+    if usable < 3:
+        raise UserError(
+            f"{folder}: {usable} usable MIDI files, need at least 3 (train, validation, test)"
+        )
+    kept = capped({name: n for name, n in counts.items() if n})
+    sets = balanced_split({name: len(idx) for name, idx in kept.items()}) if kept else {}
+    out = {}
+    for part in ("train", "validation", "test"):
+        out[part] = {name: kept[name] for name in sorted(kept) if sets[name] == part}
+        if not out[part]:
+            raise UserError(f"{folder}: too little music for train, validation and test phrases")
+    return out
+
+
+def report_set(part: str, chunks: Iterable[Windows]) -> None:
+    """One line per set: its files, windows, and in how many of them each part plays;
+    from the set's windows in one or more chunks (a prepared set is read file by file)."""
+    files: set[str] = set()
+    total = 0
+    plays: Counter[str] = Counter()
+    for windows in chunks:
+        files.update(windows.names)
+        total += len(windows)
+        if windows.mono_pitch.shape[1]:
+            plays["bass"] += int((windows.mono_pitch[:, 0] >= 0).any(axis=1).sum())
+        for v, name in enumerate(BAND["poly"][: windows.poly.shape[1]]):
+            plays[name] += int(windows.poly[:, v].any(axis=(1, 2)).sum())
+        for v, name in enumerate(BAND["drums"][: windows.drums.shape[1]]):
+            plays[name] += int(windows.drums[:, v].any(axis=(1, 2)).sum())
+    n = max(total, 1)
     log.info(
         "split set=%s files=%d windows=%d %s",
         part,
-        len(set(windows.names)),
-        len(windows),
-        " ".join(f"{name}={round(100 * int(v.sum()) / n)}%" for name, v in plays.items()),
+        len(files),
+        total,
+        " ".join(f"{name}={round(100 * v / n)}%" for name, v in plays.items()),
     )
 
 
@@ -204,19 +251,18 @@ def load_folder(
     """Train/validation/test windows of a folder's usable files, split by file and
     balanced by windows (see the module docstring)."""
     scan = scan_folder(folder, melody_track, bars)
-    if len(scan.pieces) < 3:
-        raise UserError(
-            f"{folder}: {len(scan.pieces)} usable MIDI files, need at least 3 "
-            f"(train, validation, test)"
-        )
-    windows = band_windows(scan.pieces, bars)
-    kept = _capped(windows.names)
-    sets = balanced_split({name: len(idx) for name, idx in kept.items()})
+    try:
+        windows = band_windows(scan.pieces, bars)
+    except ValueError:  # no piece, or not one window with melody in it
+        windows = None
+    names = [] if windows is None else windows.names
+    sets = split_files(Counter(names), len(scan.pieces), folder)
+    assert windows is not None  # split_files found windows
+    first: dict[str, int] = {}  # each file's first window: a piece's windows are contiguous
+    for i, name in enumerate(names):
+        first.setdefault(name, i)
     out = {}
-    for part in ("train", "validation", "test"):
-        idx = [kept[name] for name in sorted(kept) if sets[name] == part]
-        if not idx:
-            raise UserError(f"{folder}: too little music for train, validation and test phrases")
-        out[part] = windows.take(np.concatenate(idx))
-        _report(part, out[part])
+    for part, files in sets.items():
+        out[part] = windows.take(np.concatenate([first[n] + idx for n, idx in files.items()]))
+        report_set(part, [out[part]])
     return out

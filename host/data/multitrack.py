@@ -15,6 +15,7 @@ start there. Drums keep only onsets, folded into :data:`DRUM_CLASSES`.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +66,13 @@ class MidiNote:
     track: str
 
 
-def read_notes(path: str | Path) -> tuple[list[MidiNote], mido.MidiFile]:
-    """Every note of a MIDI file with its channel's program at the time it starts.
+def read_notes(path: str | Path, data: bytes | None = None) -> tuple[list[MidiNote], mido.MidiFile]:
+    """Every note of a MIDI file with its channel's program at the time it starts; from
+    ``data``, the file's bytes, when given (mido parses both alike).
 
     Raises ``ValueError``/``OSError``/``EOFError`` for files mido cannot read.
     """
-    mid = mido.MidiFile(str(path))
+    mid = mido.MidiFile(str(path)) if data is None else mido.MidiFile(file=io.BytesIO(data))
     tpb = mid.ticks_per_beat
     notes: list[MidiNote] = []
     for track in mid.tracks:

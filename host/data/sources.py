@@ -1,10 +1,12 @@
 """Where a genre's training data comes from, and the generator that fits it.
 
 Four sources, picked per genre: a user's folder of MIDI files when one is given
-(:mod:`deepkeys.host.data.folder`), the Bach chorales for ``chorale``
+(:mod:`deepkeys.host.data.folder`, or the shards ``deepkeys prepare`` made of it,
+:mod:`deepkeys.host.data.shards`), the Bach chorales for ``chorale``
 (:mod:`deepkeys.host.data.chorales`), POP909's pianists for ``ballad``
 (:mod:`deepkeys.host.data.pop909`), and an MMA style recipe for the style genres
-(:mod:`deepkeys.host.data.mma`). Each gives train/validation/test :class:`Windows`.
+(:mod:`deepkeys.host.data.mma`). Each gives train/validation/test :class:`Windows`
+(a prepared folder's training set as a lazy ``ShardedWindows``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from deepkeys.host.data import chorales, pop909
 from deepkeys.host.data.band import BAND
 from deepkeys.host.data.folder import load_folder
 from deepkeys.host.data.mma import STYLES, load_style_split
+from deepkeys.host.data.shards import is_prepared, load_prepared
 from deepkeys.host.data.windows import Windows
 from deepkeys.host.model import GeneratorConfig
 
@@ -51,7 +54,11 @@ def load_windows(
     melody_track: str | None = None,
     bars: int = 4,
 ) -> dict[str, Windows]:
-    """Train/validation/test windows: a user's folder, the chorales, or an MMA style."""
+    """Train/validation/test windows: a user's folder (as MIDI files, or as ``deepkeys
+    prepare`` left it, whose training set is read shard by shard), the chorales, or an
+    MMA style."""
+    if data_folder is not None and is_prepared(data_folder):
+        return load_prepared(data_folder, bars=bars)
     if data_folder is not None:
         return load_folder(data_folder, melody_track, bars)
     if genre == "chorale":

@@ -14,13 +14,16 @@ the model's inputs and targets.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from deepkeys.device.chords import N_QUALITIES, NO_CHORD, Chord, chord_of_weights, chord_steps
 from deepkeys.device.encoding import REST
 from deepkeys.device.generation.harmony import CELL_STEPS
-from deepkeys.host.model import GeneratorConfig, melody_tensor, voice_targets
+
+if TYPE_CHECKING:  # TensorFlow takes seconds to import: the data preparation's workers
+    from deepkeys.host.model import GeneratorConfig  # never need it, only inputs/arrays
 
 # The chord qualities the chorales are reduced to (MMA plays every one of them).
 REDUCTION_QUALITIES = ("maj", "min", "7", "min7", "dim")
@@ -47,6 +50,16 @@ class Windows:
         """The windows at the indices ``idx``, in that order."""
         arrays = {f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name != "names"}
         return replace(self, **arrays, names=[self.names[i] for i in idx])
+
+    @classmethod
+    def concat(cls, parts: list[Windows]) -> Windows:
+        """The windows of ``parts``, one after another (at least one part)."""
+        arrays = {
+            f.name: np.concatenate([getattr(p, f.name) for p in parts])
+            for f in fields(cls)
+            if f.name != "names"
+        }
+        return cls(**arrays, names=[n for p in parts for n in p.names])
 
     @classmethod
     def voices_only(cls, pitch: np.ndarray, onset: np.ndarray, names: list[str]) -> Windows:
@@ -115,6 +128,8 @@ class Windows:
 
     def inputs(self, cfg: GeneratorConfig) -> dict[str, np.ndarray]:
         """The generator's conditioning inputs: melody (N, T, P, 2) and chords (N, T, 37)."""
+        from deepkeys.host.model import melody_tensor
+
         return {
             "melody": melody_tensor(self.melody_pitch, self.melody_onset, cfg),
             "chords": chord_steps(self.chords, self.chord_bass, CELL_STEPS),
@@ -122,6 +137,8 @@ class Windows:
 
     def arrays(self, cfg: GeneratorConfig) -> dict[str, np.ndarray]:
         """Model input and targets: melody (N, T, P, 2); per kind, targets and onsets."""
+        from deepkeys.host.model import melody_tensor, voice_targets
+
         window = slice(cfg.pitch_low, cfg.pitch_high + 1)
         return {
             "melody": melody_tensor(self.melody_pitch, self.melody_onset, cfg),
