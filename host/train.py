@@ -550,7 +550,8 @@ def worker_main(spec_path: str) -> int:
         format=f"level=%(levelname)s logger=%(name)s worker={distributed.current().rank} "
         "%(message)s",
     )
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    for chatty in ("absl", "tensorflow"):  # a line per checkpoint and per collective
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     spec = json.loads(Path(spec_path).read_text())
     spec["run_dir"] = Path(spec["run_dir"])
     if spec.get("data_folder"):
