@@ -503,7 +503,10 @@ def train(
         distributed.launch_local(spec, workers, run_dir)
         return run_dir / "best.weights.h5"
     data = load_windows(genre, data_folder, melody_track)  # bad data fails before any work
-    tf.config.threading.set_inter_op_parallelism_threads(2)
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(2)
+    except RuntimeError:
+        pass  # TensorFlow already started in this process (a test): its setting stays
     cluster = distributed.current()
     cfg, defaults = genre_config(genre)
     if cfg_overrides:

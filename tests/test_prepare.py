@@ -6,7 +6,11 @@ streamed through a bounded shuffle buffer; damage is one line, never a traceback
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import fields
@@ -14,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import run_cli, wait_for
 
 pytestmark = pytest.mark.host
 dask = pytest.importorskip("dask")
@@ -256,30 +262,79 @@ def test_damaged_shards_and_manifests_are_one_line_and_a_run_mends_them(
 
 
 @pytest.fixture
-def local_cluster() -> Iterator[object]:
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None
-    ) as cluster:
-        yield cluster
-    assert cluster.status == distributed.core.Status.closed
+def dask_cluster(tmp_path: Path) -> Iterator[str]:
+    """A real Dask cluster on 127.0.0.1: ``dask scheduler`` and ``dask worker`` (two worker
+    processes), as a cluster runs them; its address. Stopped after the test, nothing left.
+
+    It runs outside the test process, and so does the client (``deepkeys prepare`` in a
+    subprocess): distributed keeps an event-loop thread in any process that ran a client,
+    and in the test process that thread made the HIL rig's Python JACK callback late.
+    """
+    pytest.importorskip("distributed")
+    dask_cli = str(Path(sys.executable).with_name("dask"))
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    logs = tmp_path / "dask-logs"
+    logs.mkdir()
+    procs = []
+    try:
+        with open(logs / "scheduler.log", "w") as out:
+            procs.append(subprocess.Popen(
+                [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                 "--no-dashboard"], stdout=out, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+        with open(logs / "worker.log", "w") as out:
+            procs.append(subprocess.Popen(
+                [dask_cli, "worker", address, "--nworkers", "2", "--nthreads", "1",
+                 "--no-dashboard"], stdout=out, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+        wait_for(
+            lambda: (logs / "scheduler.log").read_text().count("Register worker") >= 2,
+            timeout=60,
+            what="two Dask workers registered with the scheduler",
+        )
+        yield address
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert all(proc.poll() is not None for proc in procs)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_a_distributed_cluster_gives_the_same_manifest(
-    songs: Path, prepared, local_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    songs: Path, prepared, dask_cluster: str, tmp_path: Path
 ) -> None:
-    address = local_cluster.scheduler_address
+    address = dask_cluster
     out = tmp_path / "prepared"
-    with Lines("deepkeys.host.data.prepare") as log:
-        prepare_folder(songs, out, cluster=address)
-    assert f"engine={address} files={N_FILES} reused=0 prepared={N_FILES}" in log.lines[-1]
+    done = run_cli("prepare", songs, "--out", out, "--cluster", address)
+    assert done.returncode == 0, done.stderr
+    assert f"engine={address} files={N_FILES} reused=0 prepared={N_FILES}" in done.stderr
     assert (out / MANIFEST).read_text() == (prepared["serial"] / MANIFEST).read_text()
-    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)  # as distributed.Client reads it
-    again = prepare_folder(songs, out)
-    assert (again.reused, again.prepared) == (N_FILES, 0)
-    local_cluster.close()
-    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS")
-    quick = dask.config.set({"distributed.comm.timeouts.connect": "1s"})
-    with quick, pytest.raises(UserError) as exc:
-        prepare_folder(songs, tmp_path / "nowhere", cluster=address)
-    assert _one_line(exc).startswith(f"no Dask scheduler at {address} (")
+    # DASK_SCHEDULER_ADDRESS, as distributed.Client reads it, instead of --cluster.
+    again = run_cli(
+        "prepare", songs, "--out", out, env={**os.environ, "DASK_SCHEDULER_ADDRESS": address}
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"engine={address} files={N_FILES} reused={N_FILES} prepared=0" in again.stderr
+
+
+def test_no_scheduler_at_the_address_is_one_line(songs: Path, tmp_path: Path) -> None:
+    address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"}
+    done = run_cli("prepare", songs, "--out", tmp_path / "nowhere", "--cluster", address, env=env)
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"deepkeys: no Dask scheduler at {address} (")
+    )
