@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # annotations only: each command imports the host's ML stack 
     from deepkeys.host.data.windows import Windows
 
 DEFAULT_RUNS = Path("runs")
+BENCH_BATCH = 32  # bench workers: the style genres' batch, said in its table
 EXPORT_SAMPLE = 4096  # training windows export reads from a prepared folder (calibration, centre)
 
 
@@ -387,7 +388,11 @@ def bench_workers(args: argparse.Namespace) -> int:
                 0,
                 False,
                 "deepkeys bench workers",
-                tcfg_overrides={"steps_per_epoch": args.steps, "patience": args.epochs},
+                tcfg_overrides={
+                    "steps_per_epoch": args.steps,
+                    "patience": args.epochs,
+                    "batch_size": BENCH_BATCH,
+                },
                 data_folder=songs,
                 workers=workers,
             )
@@ -395,12 +400,12 @@ def bench_workers(args: argparse.Namespace) -> int:
             rate = float(np.median([args.steps / r["train_seconds"] for r in epochs]))
             rows.append((workers, rate))
     print(
-        f"training steps, batch 32, {args.steps} steps x {args.epochs - 1} epochs after the "
-        f"first; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+        f"training steps, batch {BENCH_BATCH}, {args.steps} steps x {args.epochs - 1} epochs "
+        f"after the first; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
     )
     print("| workers | steps/s | windows/s | vs 1 worker |\n|---|---|---|---|")
     for workers, rate in rows:
-        print(f"| {workers} | {rate:.2f} | {32 * rate:.0f} | {rate / rows[0][1]:.2f}x |")
+        print(f"| {workers} | {rate:.2f} | {BENCH_BATCH * rate:.0f} | {rate / rows[0][1]:.2f}x |")
     return 0
 
 
