@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepkeys.device.encoding import STEPS_PER_BAR, RollShape
+from deepkeys.device.encoding import RollShape
 from deepkeys.device.errors import UserError, first_line
+from deepkeys.device.meter import COMMON, Meter
 
 CARD_FORMAT = "deepkeys-model/1"
 # How a track is represented (the decoding of each is in ``decode``):
@@ -158,7 +159,11 @@ class ModelCard(RollShape):
             "format": CARD_FORMAT,
             "genre": self.genre,
             "description": self.description,
-            "grid": {"beats_per_bar": 4, "beat_unit": 4, "steps_per_bar": STEPS_PER_BAR},
+            "grid": {
+                "beats_per_bar": COMMON.numerator,
+                "beat_unit": COMMON.denominator,
+                "steps_per_bar": COMMON.steps_per_bar,
+            },
             "shapes": {
                 "bars": self.bars,
                 "steps": self.steps,
@@ -218,8 +223,15 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
     if raw.get("format") != CARD_FORMAT:
         raise ValueError(f"format is {raw.get('format')!r}, expected {CARD_FORMAT!r}")
     grid = raw["grid"]
-    if grid["steps_per_bar"] != STEPS_PER_BAR or grid["beats_per_bar"] != 4:
-        raise ValueError("only a 4/4 grid of 16 steps per bar is supported")
+    try:
+        meter = Meter(grid["beats_per_bar"], grid["beat_unit"])
+    except UserError as e:
+        raise ValueError(str(e)) from None
+    if meter != COMMON or grid["steps_per_bar"] != meter.steps_per_bar:
+        raise ValueError(
+            f"its grid is {meter.name} in {grid['steps_per_bar']} steps a bar;"
+            f" this deepkeys plays models of {COMMON.name} in {COMMON.steps_per_bar} steps"
+        )
     shapes = raw["shapes"]
     inputs = {k: tensor_spec(k, v) for k, v in shapes["inputs"].items()}
     outputs = {k: tensor_spec(k, v) for k, v in shapes["outputs"].items()}
